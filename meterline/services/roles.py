@@ -1,0 +1,125 @@
+"""One function per role. Each blocks until SIGINT/SIGTERM, then stops cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from meterline.schemas import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received signal %d, stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def run_gateway(settings: Settings) -> None:
+    """Serve the gateway with one uvicorn worker (uvloop, httptools)."""
+    import uvicorn
+
+    from meterline.ingest import create_app
+
+    uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
+                loop="uvloop", http="httptools", log_level="warning", access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the processors' faust worker on uvloop.
+
+    uvloop, because faust spends much of each message in the event loop itself
+    (tasks, futures, callbacks): libuv's loop makes that part cheaper.
+    """
+    import asyncio
+
+    import faust
+    import uvloop
+
+    from meterline.processors import create_worker_app
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    app = create_worker_app(settings)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+
+
+def run_simulator(host: str, port: int) -> None:
+    import uvicorn
+
+    from meterline.simulator import create_provider_app
+
+    uvicorn.run(create_provider_app(), host=host, port=port, loop="uvloop", http="httptools",
+                log_level="warning", access_log=False)
+
+
+def run_store(settings: Settings) -> None:
+    """Own ClickHouse: apply migrations, serve read-only queries, sink events, run reports.
+
+    Start order matters: migrations before anything reads or writes; the query
+    server before the sink so ``meterline sql`` answers while the sink's group
+    join is still under way. Stop order is the reverse, and the sink finishes
+    (and commits) its current batch before the process exits.
+
+    Before the sink starts, the rollups are repaired for the hours of the last
+    inserts (``repair_recent``): a crash between an events insert and its
+    rollup view's insert is healed here. Store jobs (``POST /jobs/<name>``,
+    see ``store_jobs``) share the sink's writer and its lock.
+    """
+    from meterline.reports import create_scheduler, register_jobs
+    from meterline.sinks import (
+        EventSink,
+        EventWriter,
+        JobRegistry,
+        QueryServer,
+        connect,
+        migrate,
+        repair_recent,
+    )
+
+    from .store_jobs import register_store_jobs
+
+    stop = _stop_on_signals()
+    writer_client = connect(settings.clickhouse)
+    migrate(writer_client, settings.clickhouse)
+    jobs = JobRegistry()
+    # Before any thread starts: a bad alert configuration stops start-up here, cleanly.
+    scheduler = create_scheduler(settings)
+    register_jobs(scheduler, settings, writer_client, jobs=jobs)
+    writer = EventWriter(writer_client, settings.clickhouse.database)
+    repaired = repair_recent(writer_client, settings.clickhouse.database)
+    log.info("start-up rollup repair wrote %d delta rows", repaired)
+    register_store_jobs(jobs, settings, writer)
+    reader = connect(settings.clickhouse, readonly=True, database=settings.clickhouse.database)
+    queries = QueryServer(reader, settings.store.host, settings.store.port, jobs=jobs)
+    queries.start()
+    log.info("store query endpoint on %s", queries.url)
+    sink = EventSink(settings.kafka, settings.store, writer)
+    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="event-sink")
+    sink_thread.start()
+    from meterline.reports.anomaly_notify import run_anomaly_sink
+    anomaly_thread = threading.Thread(target=run_anomaly_sink, args=(settings, stop),
+                                      name="anomaly-sink", daemon=True)
+    anomaly_thread.start()
+    scheduler.start()
+    try:
+        while not stop.wait(0.5):
+            if not sink_thread.is_alive():
+                raise RuntimeError("the event sink stopped unexpectedly; see the log above")
+    finally:
+        stop.set()
+        sink_thread.join()
+        writer.close()
+        anomaly_thread.join(30)
+        scheduler.shutdown(wait=False)
+        queries.stop()

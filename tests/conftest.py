@@ -1,0 +1,72 @@
+"""Session fixtures: the real broker, the real ClickHouse engine, the simulated provider.
+
+- ``broker``: one embedded tansu broker for the session (bootstrap string).
+- ``topics``: a unique topic prefix per test, topics created on the broker.
+- ``clickhouse``: a chdb client for this test process (one data path for the
+  whole session, as chdb allows one per process) and a fresh database per
+  test, built by the real migrations and dropped afterwards.
+- ``simulator``: the simulated provider on a loopback port.
+- ``pipeline``: store, processors and gateway as subprocesses, per test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meterline.embedded import EmbeddedBroker, create_topics
+from meterline.schemas import ClickHouseSettings, Topics
+from meterline.simulator import create_provider_app
+from meterline.sinks import connect, migrate
+from tests.harness import Pipeline, ThreadedServer, unique_prefix
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    embedded = EmbeddedBroker(log_path=tmp_path_factory.mktemp("broker") / "tansu.log")
+    embedded.start()
+    yield embedded.bootstrap_servers
+    embedded.stop()
+
+
+@pytest.fixture
+def topics(broker: str) -> Topics:
+    names = Topics(unique_prefix())
+    create_topics(broker, names.all(), partitions=2)
+    return names
+
+
+@pytest.fixture(scope="session")
+def chdb_settings(tmp_path_factory: pytest.TempPathFactory) -> ClickHouseSettings:
+    return ClickHouseSettings(dsn=f"chdb://{tmp_path_factory.mktemp('chdb')}")
+
+
+@pytest.fixture(scope="session")
+def _chdb_client(chdb_settings: ClickHouseSettings) -> Any:
+    return connect(chdb_settings)
+
+
+@pytest.fixture
+def clickhouse(_chdb_client: Any, chdb_settings: ClickHouseSettings) -> Iterator[tuple[Any, str]]:
+    """(client, database): a database of this test's own, migrated, dropped after."""
+    database = "t_" + unique_prefix("db").replace("-", "_")
+    migrate(_chdb_client, chdb_settings, database)
+    yield _chdb_client, database
+    _chdb_client.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[str]:
+    server = ThreadedServer(create_provider_app()).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(tmp_path: Path, broker: str, simulator: str) -> Iterator[Pipeline]:
+    running = Pipeline(tmp_path, broker, simulator).start()
+    yield running
+    running.stop()
