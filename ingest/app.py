@@ -1,0 +1,181 @@
+"""The gateway ASGI app: routes, error rendering, lifespan.
+
+A plain ASGI callable rather than a framework app, because it is on the path
+of every call: a dict lookup dispatches ``(path, method)`` to the proxy, and
+one ``except GatewayError`` renders every refusal in the caller's API format
+(Anthropic paths get Anthropic errors, everything else OpenAI's), so no
+handler formats an error itself. Anything else raised is a bug: it is logged
+with a traceback, answered 500 in the same format if the response had not
+started, and never takes the worker down.
+
+Surfaces (method, path, envelope surface):
+
+    POST /v1/chat/completions       openai.chat
+    POST /v1/responses              openai.responses
+    POST /v1/embeddings             openai.embeddings
+    GET  /v1/models                 openai.models  (see ``model_list``)
+    POST /v1/messages               anthropic.messages
+    POST /v1/messages/count_tokens  anthropic.count_tokens
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from meterline.schemas import Settings, Surface
+
+from .auth import KeyRing
+from .emitter import EnvelopeEmitter
+from .errors import ApiStyle, GatewayError, InternalError, MethodNotAllowed, NotFound
+from .logs import configure_logging
+from .metrics import GatewayMetrics
+from .operations import Endpoint, operations, send_bytes
+from .proxy import REQUEST_ID_HEADER, Proxy
+from .relay import Receive, Send
+from .request import ClientGone
+from .routing import Router
+
+log = logging.getLogger(__name__)
+
+#: (method, path, surface) of every proxied endpoint.
+SURFACES: tuple[tuple[str, str, Surface], ...] = (
+    ("POST", "/v1/chat/completions", "openai.chat"),
+    ("POST", "/v1/responses", "openai.responses"),
+    ("POST", "/v1/embeddings", "openai.embeddings"),
+    ("GET", "/v1/models", "openai.models"),
+    ("POST", "/v1/messages", "anthropic.messages"),
+    ("POST", "/v1/messages/count_tokens", "anthropic.count_tokens"),
+)
+
+Handler = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+
+def api_style(path: str) -> ApiStyle:
+    return "anthropic" if path.startswith("/v1/messages") else "openai"
+
+
+def _default_emitter(settings: Settings) -> EnvelopeEmitter:
+    return EnvelopeEmitter(settings.kafka, settings.gateway)
+
+
+class GatewayApp:
+    """The gateway as an ASGI application; build it with ``create_app``."""
+
+    def __init__(self, settings: Settings, emitter: EnvelopeEmitter) -> None:
+        self.settings = settings
+        self.emitter = emitter
+        self.metrics = GatewayMetrics()
+        self.metrics.attach_emitter(emitter)
+        self._attach_delivery_metrics()
+        self.proxy = Proxy(settings.gateway, KeyRing(settings.keys, settings.keys_file),
+                           Router(settings), emitter, self.metrics)
+        self._routes: dict[str, dict[str, Handler]] = {}
+        for method, path, surface in SURFACES:
+            self._routes[path] = {method: self._surface_handler(surface, path)}
+        for path, endpoint in operations(emitter, self.metrics).items():
+            self._routes[path] = {"GET": self._operation_handler(endpoint)}
+
+    def _attach_delivery_metrics(self) -> None:
+        """The emitter's own delivery and spool gauges, when it offers them (issue 4)."""
+        if not callable(getattr(self.emitter, "stats", None)):
+            return
+        from .delivery_metrics import DeliveryCollector
+
+        self.metrics.registry.register(DeliveryCollector(self.emitter))
+
+    def _surface_handler(self, surface: Surface, path: str) -> Handler:
+        proxy, anthropic_style = self.proxy, api_style(path) == "anthropic"
+        if surface == "openai.models":
+            return proxy.list_models
+
+        async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+            await proxy.forward(scope, receive, send, surface, anthropic_style)
+        return handle
+
+    @staticmethod
+    def _operation_handler(endpoint: Endpoint) -> Handler:
+        async def handle(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+            await endpoint(send)
+        return handle
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            methods = self._routes.get(path)
+            if methods is None:
+                raise NotFound(f"Unsupported path: {scope['method']} {path}. This gateway serves "
+                               "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, "
+                               "/v1/messages and /v1/messages/count_tokens.")
+            handler = methods.get(scope["method"])
+            if handler is None:
+                raise MethodNotAllowed(f"Method {scope['method']} is not allowed on {path}; "
+                                       f"use {', '.join(methods)}.")
+            await handler(scope, receive, tracked_send)
+        except ClientGone:
+            return
+        except GatewayError as exc:
+            await self._refuse(exc, path, send, started)
+        except Exception as exc:  # a bug: answer 500, keep the worker serving
+            log.exception("unhandled error on %s %s", scope["method"], path)
+            await self._refuse(InternalError(f"Internal gateway error ({type(exc).__name__}); "
+                                             "it has been logged."), path, send, started)
+
+    async def _refuse(self, error: GatewayError, path: str, send: Send, started: bool) -> None:
+        self.metrics.errors.labels(type(error).__name__).inc()
+        self.metrics.requests.labels(_surface_of(path), str(error.status)).inc()
+        if error.status >= 500 or error.status in (401, 413):
+            log.warning("refused %s: %s %s", path, type(error).__name__, error.message,
+                        extra={"request_id": error.request_id} if error.request_id else None)
+        if not started:
+            extra = ((REQUEST_ID_HEADER, error.request_id.encode()),) if error.request_id else ()
+            await send_bytes(send, error.status, error.render(api_style(path)),
+                             extra_headers=extra)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.proxy.start()
+                except Exception as exc:  # the server reports it and exits non-zero
+                    log.exception("gateway start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": repr(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.proxy.close()
+                undelivered = await asyncio.to_thread(self.emitter.close)
+                if undelivered:
+                    log.error("gateway stopped with %d envelopes undelivered", undelivered)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _surface_of(path: str) -> str:
+    return next((surface for _, known, surface in SURFACES if known == path), "none")
+
+
+def create_app(settings: Settings, *, emitter: EnvelopeEmitter | None = None) -> GatewayApp:
+    """The gateway app. ``emitter`` defaults to the durable one for ``settings``.
+
+    Logging is switched to ``gateway.log_format`` first, so the emitter's start-up
+    lines (spool recovery, replay) are structured like everything after them.
+    """
+    configure_logging(settings.gateway.log_format)
+    return GatewayApp(settings, emitter or _default_emitter(settings))

@@ -1,0 +1,141 @@
+"""Gateway errors, rendered in the caller's own API error format.
+
+    GatewayError                 base; never raised itself
+    ├── BadRequest          400  body is not JSON, or misses a required field
+    ├── Unauthenticated     401  no key, or a key we do not know
+    ├── Forbidden           403  the key may not use this route
+    ├── NotFound            404  unsupported path
+    │   └── UnknownModel    404  model not routed (gateway.allow_unlisted_models off)
+    ├── MethodNotAllowed    405  known path, wrong method
+    ├── BodyTooLarge        413  request body over gateway.max_body_bytes
+    ├── InternalError       500  a bug in the gateway; logged with its request id
+    ├── UpstreamUnavailable 502  the provider could not be reached
+    └── UpstreamTimeout     504  the provider did not answer in time
+
+``upstream_errors`` is the one place aiohttp's exceptions become ours.
+
+Errors the provider itself returns are *not* GatewayErrors: they pass through
+to the client byte for byte. ``render`` turns one of ours into the OpenAI
+shape ``{"error": {"message", "type", "param", "code"}}`` or the Anthropic
+shape ``{"type": "error", "error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import aiohttp
+import orjson
+
+ApiStyle = Literal["openai", "anthropic"]
+
+
+class GatewayError(Exception):
+    status = 500
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        #: Set once the call has an envelope, so the refusal can name it.
+        self.request_id = ""
+
+    def render(self, style: ApiStyle) -> bytes:
+        if style == "anthropic":
+            return orjson.dumps(
+                {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
+            )
+        return orjson.dumps(
+            {"error": {"message": self.message, "type": self.openai_type,
+                       "param": self.param, "code": self.code}}
+        )
+
+
+class BadRequest(GatewayError):
+    status = 400
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+
+
+class Unauthenticated(GatewayError):
+    status = 401
+    openai_type = "invalid_request_error"
+    anthropic_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(GatewayError):
+    status = 403
+    openai_type = "invalid_request_error"
+    anthropic_type = "permission_error"
+    code = "forbidden"
+
+
+class NotFound(GatewayError):
+    status = 404
+    openai_type = "invalid_request_error"
+    anthropic_type = "not_found_error"
+    code = "not_found"
+
+
+class UnknownModel(NotFound):
+    code = "model_not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class InternalError(GatewayError):
+    status = 500
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "internal_error"
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+    openai_type = "invalid_request_error"
+    anthropic_type = "request_too_large"
+    code = "request_too_large"
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    openai_type = "server_error"
+    anthropic_type = "timeout_error"
+    code = "upstream_timeout"
+
+
+@contextmanager
+def upstream_errors(provider: str, *, mid_response: bool = False) -> Iterator[None]:
+    """Turn aiohttp's connection and timeout errors into ``UpstreamTimeout`` / ``UpstreamUnavailable``.
+
+    Timeouts are tested first: aiohttp's ``ServerTimeoutError`` is both a
+    ``TimeoutError`` and a ``ClientError``, and a slow provider must read as
+    a timeout (504), not as unreachable (502).
+    """
+    try:
+        yield
+    except TimeoutError as exc:
+        where = "stopped answering mid-response" if mid_response else "did not answer in time"
+        raise UpstreamTimeout(f"The upstream provider '{provider}' {where}.") from exc
+    except aiohttp.ClientError as exc:
+        where = "failed mid-response" if mid_response else "could not be reached"
+        raise UpstreamUnavailable(
+            f"The upstream provider '{provider}' {where}: {type(exc).__name__}.") from exc

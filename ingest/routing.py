@@ -1,0 +1,115 @@
+"""Routing: which provider serves a requested model, and how to address it.
+
+A model named in ``settings.models`` goes where its alias says, under the
+served name it gives. Any other model goes to the surface's default provider
+(``openai`` for OpenAI-style paths, ``anthropic`` for Anthropic-style) under
+its own name, unless ``gateway.allow_unlisted_models`` is off, in which case
+it is refused as ``UnknownModel``.
+
+The provider key is injected here, from settings that read it from the
+environment, in the header that provider kind expects; whatever credential
+the client sent is never forwarded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from meterline.schemas import ProviderSettings, Settings
+
+from .errors import NotFound, UnknownModel
+
+# Request headers never forwarded upstream: hop-by-hop, our own auth, and
+# anything whose value we set ourselves.
+_DROP_REQUEST_HEADERS = frozenset({
+    "host", "content-length", "connection", "keep-alive", "transfer-encoding", "upgrade",
+    "te", "trailer", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
+    "api-key", "cookie", "accept-encoding", "expect",
+})
+
+
+def default_provider_name(anthropic_style: bool) -> str:
+    return "anthropic" if anthropic_style else "openai"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one call goes: provider name and settings, and the model it is served as."""
+
+    provider_name: str
+    provider: ProviderSettings
+    served_model: str
+    anthropic_style: bool = False
+
+    def url(self, path: str, query: bytes = b"") -> str:
+        """The upstream URL for a gateway path such as ``/v1/chat/completions``.
+
+        The client's query string is kept (Claude Code calls ``/v1/messages?beta=true``).
+        """
+        qs = query.decode("latin-1")
+        if self.provider.kind == "azure":
+            suffix = path.removeprefix("/v1")
+            version = self.provider.api_version or "2024-10-21"
+            extra = "&" + qs if qs else ""
+            if suffix == "/models":
+                return f"{self.provider.base_url}/openai/models?api-version={version}{extra}"
+            return (f"{self.provider.base_url}/openai/deployments/{self.served_model}{suffix}"
+                    f"?api-version={version}{extra}")
+        return self.provider.base_url + path + ("?" + qs if qs else "")
+
+    def headers(self, client_headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+        """Client headers minus credentials and hop-by-hop ones, plus the provider key.
+
+        Provider headers (``anthropic-version``, ``anthropic-beta``,
+        ``openai-organization`` ...) and the User-Agent pass through as sent.
+        """
+        out = {name: value for name, value in client_headers
+               if name not in _DROP_REQUEST_HEADERS and not name.startswith("x-meterline-")}
+        out["accept-encoding"] = "identity"  # we read usage from the bytes we forward
+        kind = self.provider.kind
+        key = self.provider.api_key.get_secret_value() if self.provider.api_key else ""
+        if key:
+            if kind == "anthropic" or (self.anthropic_style and kind == "simulated"):
+                out["x-api-key"] = key
+            elif kind == "azure":
+                out["api-key"] = key
+            else:
+                out["authorization"] = f"Bearer {key}"
+        if kind == "anthropic" and "anthropic-version" not in out:
+            out["anthropic-version"] = "2023-06-01"
+        return out
+
+
+class Router:
+    """Resolves (API style, requested model) to a ``Route``. Pure; no I/O."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._providers = settings.providers
+        self._aliases = settings.models
+        self._allow_unlisted = settings.gateway.allow_unlisted_models
+
+    @property
+    def aliases(self) -> list[str]:
+        return list(self._aliases)
+
+    def route(self, anthropic_style: bool, model: str) -> Route:
+        alias = self._aliases.get(model)
+        if alias is not None:
+            name = alias.provider
+            return Route(name, self._providers[name], alias.model or model, anthropic_style)
+        if not self._allow_unlisted:
+            known = ", ".join(sorted(self._aliases)) or "none configured"
+            raise UnknownModel(f"The model '{model}' does not exist or you do not have access "
+                               f"to it through this gateway. Models available: {known}.",
+                               param="model")
+        return self.default(anthropic_style, model)
+
+    def default(self, anthropic_style: bool, model: str = "") -> Route:
+        """The surface's default provider, serving ``model`` under its own name."""
+        name = default_provider_name(anthropic_style)
+        provider = self._providers.get(name)
+        if provider is None:
+            raise NotFound(f"No '{name}' provider is configured on this gateway, so the model "
+                           f"'{model}' cannot be routed.", param="model")
+        return Route(name, provider, model, anthropic_style)
