@@ -1,0 +1,105 @@
+"""The faust application: envelopes in, events and dead letters out.
+
+``create_worker_app`` builds the app from settings. The ``enrich`` agent takes
+envelopes in batches (``take_events``) and, per batch:
+
+1. turns each envelope into an event row with the pure ``event_row`` and
+   queues it on the ``BatchEmitter`` keyed by request id; a poison envelope is
+   queued to the dead-letter topic with its reason and source position instead;
+2. waits until every message of the batch is acknowledged by the broker
+   (``BatchEmitter.durable``).
+
+Only then does ``take_events`` acknowledge the batch, so faust's commit never
+moves past an envelope whose event or dead letter is not durable. Delivery
+is at least once: a crash replays the uncommitted tail, and the sink stores
+each request id once.
+
+Speed: this agent is the pipeline's CPU hot spot. Validation is one pass of
+pydantic's Rust validator, the event is a dict encoded by orjson (no second
+model), prices come from cached affine forms (``public_prices``), and output
+goes through librdkafka (``BatchEmitter``) rather than ``Topic.send`` or the
+aiokafka producer, whose per-message futures, partitioner and batch
+building in Python cost more than the enrichment. What remains is faust's
+per-message consume path (aiokafka fetcher, conductor, stream buffer): see
+bench/pipeline_bench.py for numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from meterline.schemas import Settings, Topics
+
+from .anomaly import register_anomaly_agents
+from .emit import BatchEmitter
+from .enrich import Directory, encode_event_row, event_row
+from .errors import PoisonMessage
+from .price_book import PriceBook
+from .validate import parse_envelope
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 5000
+BATCH_WITHIN_S = 0.1
+
+
+def create_worker_app(settings: Settings, *, app_id: str = "meterline-processors",
+                      web_port: int | None = None) -> faust.App:
+    """The processors' faust app for ``settings``. Nothing connects until it starts."""
+    topics = Topics(settings.kafka.topic_prefix)
+    session_s = settings.kafka.session_timeout_ms / 1000
+    app = faust.App(
+        app_id,
+        broker=settings.kafka.as_faust_url(),
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.kafka.partitions,
+        topic_replication_factor=settings.kafka.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=session_s,
+        broker_heartbeat_interval=min(1.0, session_s / 3),
+        broker_rebalance_timeout=session_s,
+        broker_commit_every=BATCH_SIZE,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=BATCH_SIZE,
+        producer_compression_type="lz4",
+        producer_acks=-1,
+        producer_linger=0.005,
+        producer_max_batch_size=1 << 20,
+        producer_max_request_size=4 << 20,
+        stream_buffer_maxsize=4 * BATCH_SIZE,
+        web_enabled=web_port is not None,
+        web_port=web_port or 6066,
+        web_host="127.0.0.1",
+    )
+    envelopes = app.topic(topics.envelopes, value_serializer="raw", key_serializer="raw")
+    directory = Directory(settings)
+    book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
+
+    @app.agent(envelopes)
+    async def enrich_envelopes(stream: Any) -> None:
+        emitter = BatchEmitter(settings.kafka)
+        try:
+            async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+                for event in batch:
+                    message = event.message
+                    value: bytes = message.value
+                    try:
+                        envelope = parse_envelope(value)
+                    except PoisonMessage as poison:
+                        source = f"{message.topic}[{message.partition}]@{message.offset}"
+                        log.warning("dead-lettering %s: %s", source, poison.reason)
+                        emitter.dead_letter(message.key, value, poison.reason, source)
+                        continue
+                    emitter.event(envelope.request_id.encode(),
+                                  encode_event_row(event_row(envelope, directory, book)))
+                await emitter.durable()  # step 2, before take_events acknowledges the batch
+        finally:
+            emitter.close()
+
+    register_anomaly_agents(app, settings, topics)
+    return app

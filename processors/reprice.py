@@ -1,0 +1,60 @@
+"""Re-pricing one stored event with today's dated price book. Pure.
+
+``reprice_row`` takes an ``events`` row as ClickHouse returns it in
+JSONEachRow (decimals as strings, times as ``YYYY-MM-DD hh:mm:ss.ffffff``
+UTC) and answers the row's next version when its price changes, or None when
+it does not. The price is chosen exactly as the stream does it
+(``quote_call`` at the call's ``received_at``, overrides by their
+``effective_from``), so re-pricing a range with an unchanged book is a no-op.
+
+"Changes" means a different cost (input, output, total), a different
+``unpriced`` flag or a different price source or model. A new genai-prices
+release that leaves the cost unchanged does not create versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from meterline.schemas import Usage
+
+from .enrich import priced_fields, quote_call
+from .price_book import PriceBook
+
+_COMPARED_DECIMALS = ("input_cost_usd", "output_cost_usd", "cost_usd")
+_COMPARED_TEXT = ("price_source", "price_model")
+
+
+def _moment(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def usage_of(row: Mapping[str, Any]) -> Usage:
+    return Usage(input_tokens=int(row["input_tokens"]), output_tokens=int(row["output_tokens"]),
+                 cache_read_tokens=int(row["cache_read_tokens"]),
+                 cache_write_5m_tokens=int(row["cache_write_5m_tokens"]),
+                 cache_write_1h_tokens=int(row["cache_write_1h_tokens"]),
+                 reasoning_tokens=int(row["reasoning_tokens"]), source=row["usage_source"])
+
+
+def reprice_row(row: Mapping[str, Any], book: PriceBook) -> dict[str, Any] | None:
+    """The next version of ``row`` priced with ``book``, or None if its price is unchanged."""
+    usage = usage_of(row)
+    quote = quote_call(book, str(row["provider"]), str(row["served_model"]),
+                       str(row["requested_model"]), usage, _moment(row["received_at"]))
+    fields = priced_fields(quote, usage)
+    changed = (any(Decimal(str(row[name])) != fields[name] for name in _COMPARED_DECIMALS)
+               or any(str(row[name]) != fields[name] for name in _COMPARED_TEXT)
+               or bool(row["unpriced"]) != fields["unpriced"])
+    if not changed:
+        return None
+    new = {name: value for name, value in row.items() if name != "inserted_at"}
+    new.update(fields)
+    new["version"] = int(row["version"]) + 1
+    return new
