@@ -1,0 +1,130 @@
+"""The sink loop: events topic → ClickHouse, offsets committed after rows are durable.
+
+``EventSink.run`` blocks until ``stop`` is set. Each cycle:
+
+1. consume up to ``max_batch_size`` messages or for ``max_batch_time_s``;
+2. write them with ``EventWriter`` (idempotent: a request id stored once);
+3. publish the batch's request ids as stored (``WatermarkPublisher``), so
+   gateways truncate their spools behind them: asynchronous, never blocks, a
+   lost confirmation only costs a duplicate replay;
+4. commit, per partition, the offset after the last message written.
+
+If the process dies after 2 and before 4, the batch is consumed again and
+step 2 stores nothing new. If ClickHouse refuses the write, nothing is
+committed, the batch is kept, and the write is retried with backoff: a busy
+store slows the sink, it never skips events. A message without a key (no
+request id) is a poison message: it is logged with its position and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from meterline.schemas import KafkaSettings, StoreSettings, Topics
+
+from .errors import StoreUnavailable
+from .watermark import WatermarkPublisher
+from .writer import EventWriter
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 10.0
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
+    return {
+        **kafka.as_librdkafka(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "heartbeat.interval.ms": max(kafka.session_timeout_ms // 6, 250),
+        "log_level": 3,
+    }
+
+
+class EventSink:
+    """Consumes the events topic into ClickHouse. Counters are for metrics and tests."""
+
+    def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: EventWriter, *,
+                 group_id: str = "meterline-sink", publish_watermarks: bool = True) -> None:
+        self._topic = Topics(kafka.topic_prefix).events
+        self._store = store
+        self._writer = writer
+        self._consumer = Consumer(consumer_config(kafka, group_id))
+        self.consumed = 0
+        self.written = 0
+        self.ready = threading.Event()
+        self._watermarks = WatermarkPublisher(kafka) if publish_watermarks else None
+
+    def run(self, stop: threading.Event) -> None:
+        self._consumer.subscribe([self._topic], on_assign=self._on_assign)
+        try:
+            while not stop.is_set():
+                batch = self._collect(stop)
+                if batch:
+                    self._flush(batch, stop)
+        finally:
+            self._consumer.close()
+            if self._watermarks is not None:
+                self._watermarks.close()
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("sink assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+        self.ready.set()
+
+    def _collect(self, stop: threading.Event) -> list[Any]:
+        batch: list[Any] = []
+        deadline = time.monotonic() + self._store.max_batch_time_s
+        while len(batch) < self._store.max_batch_size and not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            for message in self._consumer.consume(self._store.max_batch_size - len(batch),
+                                                  timeout=min(remaining, 0.1)):
+                error = message.error()
+                if error is None:
+                    batch.append(message)
+                elif error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("sink consume error: %s", error)
+        return batch
+
+    def _flush(self, batch: list[Any], stop: threading.Event) -> None:
+        rows = []
+        for message in batch:
+            key = message.key()
+            if not key:
+                log.error("skipping event without request id at %s[%d]@%d",
+                          message.topic(), message.partition(), message.offset())
+                continue
+            rows.append((key.decode(), message.value()))
+        backoff_s = 0.1
+        while True:
+            try:
+                self.written += self._writer.write(rows)
+                break
+            except StoreUnavailable as exc:
+                log.warning("store refused %d events (%s); retrying in %.1fs", len(rows), exc,
+                            backoff_s)
+                if stop.wait(backoff_s):
+                    return  # stopping: nothing committed, the batch is consumed again later
+                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        self.consumed += len(batch)
+        if self._watermarks is not None:
+            self._watermarks.publish([request_id for request_id, _ in rows])
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in batch:
+            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        try:
+            self._consumer.commit(offsets=[TopicPartition(topic, partition, offset)
+                                           for (topic, partition), offset in next_offsets.items()],
+                                  asynchronous=False)
+        except KafkaException as exc:
+            # The rows are stored: an uncommitted batch is consumed again and step 2
+            # stores nothing new. A broker outage or restart must not kill the sink.
+            log.warning("offset commit failed (%s); the batch will be consumed again", exc)
