@@ -1,0 +1,103 @@
+"""The Anthropic wire format: messages (whole and streamed) and count_tokens.
+
+Prompt caching follows the request: text in blocks marked ``cache_control``
+is reported as a cache write the first time (5 minute, or 1 hour when the
+last marker says ``"ttl": "1h"``) and as a cache read on a repeat. Streams
+report usage as Anthropic does: input and cache counts in ``message_start``,
+the cumulative output count in ``message_delta``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from .knobs import Knobs, anthropic_error, json_response, sse_response
+from .text import PromptCache, answer, estimate_tokens, ident, sse_event, text_of
+
+
+def _prompt(body: dict[str, Any]) -> str:
+    system = text_of(body.get("system"))
+    messages = body.get("messages") or []
+    return system + "\n" + "\n".join(text_of(m.get("content")) for m in messages
+                                     if isinstance(m, dict))
+
+
+def _cacheable_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    system = body.get("system")
+    blocks: list[Any] = list(system) if isinstance(system, list) else []
+    for message in body.get("messages") or []:
+        if isinstance(message, dict) and isinstance(message.get("content"), list):
+            blocks += message["content"]
+    return [block for block in blocks if isinstance(block, dict) and block.get("cache_control")]
+
+
+def _invalid(body: dict[str, Any]) -> Response | None:
+    if not isinstance(body.get("model"), str):
+        return anthropic_error(400, "model: Field required")
+    if not isinstance(body.get("messages"), list):
+        return anthropic_error(400, "messages: Field required")
+    return None
+
+
+def count_tokens(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+    if (invalid := _invalid(body)) is not None:
+        return invalid
+    return json_response({"input_tokens": estimate_tokens(_prompt(body))})
+
+
+def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+    if (invalid := _invalid(body)) is not None:
+        return invalid
+    if not isinstance(body.get("max_tokens"), int):
+        return anthropic_error(400, "max_tokens: Field required")
+    model = body["model"]
+    prompt = _prompt(body)
+    write_5m = write_1h = read = 0
+    cacheable = _cacheable_blocks(body)
+    if cacheable:
+        cached_text = "".join(text_of(block.get("text")) for block in cacheable)
+        tokens = estimate_tokens(cached_text)
+        if cache.hit(cached_text):
+            read = tokens
+        elif (cacheable[-1].get("cache_control") or {}).get("ttl") == "1h":
+            write_1h = tokens
+        else:
+            write_5m = tokens
+    input_tokens = max(1, estimate_tokens(prompt) - read - write_5m - write_1h)
+    text = answer(prompt, body["max_tokens"])
+    output = estimate_tokens(text)
+    usage: dict[str, Any] = {
+        "input_tokens": input_tokens, "output_tokens": output,
+        "cache_read_input_tokens": read, "cache_creation_input_tokens": write_5m + write_1h,
+        "cache_creation": {"ephemeral_5m_input_tokens": write_5m,
+                           "ephemeral_1h_input_tokens": write_1h},
+        "service_tier": "standard"}
+    message: dict[str, Any] = {
+        "id": ident("msg_", prompt), "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+        "stop_sequence": None, "usage": usage}
+    if not body.get("stream"):
+        if knobs.no_usage:
+            del message["usage"]
+        return json_response(message)
+    start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+    if knobs.no_usage:
+        del start["usage"]
+    events = [sse_event("message_start", {"type": "message_start", "message": start}),
+              sse_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "text", "text": ""}}),
+              sse_event("ping", {"type": "ping"})]
+    events += [sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                 "delta": {"type": "text_delta",
+                                                           "text": (" " if i else "") + word}})
+               for i, word in enumerate(text.split(" "))]
+    delta: dict[str, Any] = {"type": "message_delta",
+                             "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+    if not knobs.no_usage:
+        delta["usage"] = {"output_tokens": output}
+    events += [sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
+               sse_event("message_delta", delta),
+               sse_event("message_stop", {"type": "message_stop"})]
+    return sse_response(events, knobs)
