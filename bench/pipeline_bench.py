@@ -1,0 +1,257 @@
+"""Pipeline benchmark: envelopes/s through broker → processors → ClickHouse, and latency.
+
+Runs the real ``store`` and ``worker`` roles as subprocesses on a private
+embedded broker (tansu) and chdb path, produces synthetic envelopes straight
+onto the envelopes topic with confluent-kafka, and reads the results back
+through the store's query endpoint. Two phases:
+
+1. **throughput**: a backlog of ``--backlog`` envelopes is produced as fast as
+   the producer can; the sustained rate is rows made durable per second while
+   the pipeline drains it (first to last ``inserted_at``).
+2. **latency**: envelopes are produced at a paced ``--rate`` for
+   ``--seconds``; envelope-to-queryable-row latency is ``inserted_at -
+   done_at`` per row (``done_at`` is stamped when the envelope is produced;
+   ``inserted_at`` is the server clock when the row's part was committed,
+   i.e. when it became queryable), reported as p50/p99.
+
+Run: ``python bench/pipeline_bench.py`` (about two minutes). Everything is on
+loopback; the producer shares the machine's cores with the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Producer
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from meterline.embedded import EmbeddedBroker, create_topics, free_port  # noqa: E402
+from meterline.schemas import Topics, new_request_id  # noqa: E402
+from meterline.sinks import remote_query  # noqa: E402
+from tests.harness import Role, unique_prefix, wait_until, write_config  # noqa: E402
+
+MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-5"), ("anthropic", "claude-sonnet-4-5"),
+          ("anthropic", "claude-haiku-4-5"), ("openai", "llama-3.3-70b-instruct"),
+          ("openai", "my-selfhosted-model")]
+USERS = [("alice", "platform"), ("bob", "payments"), ("chen", "data"), ("dana", "platform")]
+REPOS = ["acme/api", "acme/web", "acme/infra", ""]
+TOOLS = ["claude-code", "cursor", "codex-cli", "openai-python"]
+
+
+def envelope_templates(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """A varied pool of envelope bodies; ids and timestamps are stamped at produce time."""
+    rng = random.Random(seed)
+    pool = []
+    for _ in range(count):
+        provider, model = rng.choice(MODELS)
+        user, team = rng.choice(USERS)
+        anthropic = provider == "anthropic"
+        pool.append({
+            "schema_version": "1.0", "surface": "anthropic.messages" if anthropic
+            else "openai.chat", "provider": provider, "requested_model": model,
+            "served_model": model, "key_id": f"key_{rng.randrange(16**12):012x}", "user": user,
+            "team": team, "repo": rng.choice(REPOS), "repo_source": "header",
+            "tool": rng.choice(TOOLS), "user_agent": "bench/1.0", "status": 200, "outcome": "ok",
+            "stream": rng.random() < 0.5,
+            "usage": {"input_tokens": rng.randrange(10, 20_000),
+                      "output_tokens": rng.randrange(1, 4_000),
+                      "cache_read_tokens": rng.choice((0, 0, rng.randrange(1, 50_000))),
+                      "cache_write_5m_tokens": rng.choice((0, 0, rng.randrange(1, 5_000)))
+                      if anthropic else 0,
+                      "cache_write_1h_tokens": rng.choice((0, 0, rng.randrange(1, 5_000)))
+                      if anthropic else 0,
+                      "reasoning_tokens": 0, "source": "provider"},
+            "upstream_ms": rng.uniform(200, 9000), "gateway_ms": rng.uniform(0.2, 3),
+            "request_bytes": rng.randrange(500, 200_000), "response_bytes": rng.randrange(200, 20_000),
+            "body": {"policy": "hash", "request_sha256": "ab" * 32, "response_sha256": "cd" * 32},
+        })
+    return pool
+
+
+class EnvelopeSource:
+    """Produces envelopes onto the envelopes topic, stamping id and times on each."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                                   "compression.type": "lz4", "batch.num.messages": 10_000,
+                                   "queue.buffering.max.messages": 1_000_000, "acks": "all"})
+        self._topic = topic
+        self._pool = envelope_templates(2000)
+        self._next = 0
+        self.sent = 0
+
+    def produce(self, count: int) -> None:
+        now = datetime.now(UTC).isoformat()
+        for _ in range(count):
+            body = self._pool[self._next % len(self._pool)]
+            self._next += 1
+            body["request_id"] = new_request_id()
+            body["received_at"] = body["first_byte_at"] = body["done_at"] = now
+            while True:
+                try:
+                    self._producer.produce(self._topic, orjson.dumps(body),
+                                           key=body["key_id"].encode())
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self.sent += 1
+        self._producer.poll(0)
+
+    def flush(self) -> None:
+        self._producer.flush(60)
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_rows(store_url: str) -> int:
+    return int(remote_query(store_url, "SELECT count() FROM events", "TabSeparated").strip())
+
+
+def run(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    broker.start()
+    prefix = unique_prefix("bench")
+    topics = Topics(prefix)
+    create_topics(broker.bootstrap_servers, topics.all(), partitions=args.partitions)
+    store_port = free_port()
+    config = write_config(workdir / "meterline.yaml", bootstrap=broker.bootstrap_servers,
+                          prefix=prefix, chdb_path=workdir / "clickhouse", gateway_port=free_port(),
+                          store_port=store_port, demo_upstream="http://127.0.0.1:9",
+                          extra={"kafka": {"partitions": args.partitions},
+                                 "store": {"max_batch_time_s": args.sink_batch_s,
+                                           "max_batch_size": args.sink_batch},
+                                 "anomalies": {"enabled": args.anomalies}})
+    store_url = f"http://127.0.0.1:{store_port}"
+    roles = [Role("store", config, workdir).start()]
+    roles += [Role("worker", config, workdir).start() for _ in range(args.workers)]
+    source = EnvelopeSource(broker.bootstrap_servers, topics.envelopes)
+    try:
+        print(f"workdir {workdir}; waiting for the store and the worker's group join ...",
+              flush=True)
+        wait_until(lambda: _reachable(store_url), 90, message="store endpoint")
+        source.produce(500)
+        source.flush()
+        wait_until(lambda: count_rows(store_url) >= 500, 180, 0.5, message="warm-up rows")
+        warm = count_rows(store_url)
+
+        # 1. throughput: drain a backlog
+        pids = {f"worker {i + 1}": _pid(role.process) for i, role in enumerate(roles[1:])}
+        pids.update(store=_pid(roles[0].process), broker=_pid(broker._process))
+        cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+        start = time.monotonic()
+        source.produce(args.backlog)
+        source.flush()
+        produce_s = time.monotonic() - start
+        target = warm + args.backlog
+        wait_until(lambda: count_rows(store_url) >= target, 600, 0.5, message="backlog drained")
+        cpu_us = {name: (cpu_s(pid) - cpu_before[name]) / args.backlog * 1e6
+                  for name, pid in pids.items()}
+        first, last = (float(x) for x in remote_query(store_url, (
+            "SELECT toUnixTimestamp64Milli(min(inserted_at)) / 1e3, "
+            "toUnixTimestamp64Milli(max(inserted_at)) / 1e3 FROM events "
+            f"WHERE request_id > '{_boundary(store_url, warm)}'"), "TabSeparated").split())
+        drain_rate = args.backlog / max(last - first, 1e-6)
+
+        # 2. latency at a paced rate
+        paced_from = count_rows(store_url)
+        since = datetime.now(UTC).isoformat()
+        tick_s = 0.01
+        started = time.monotonic()
+        due = 0.0
+        while (elapsed := time.monotonic() - started) < args.seconds:
+            want = int(elapsed * args.rate) - int(due)
+            if want > 0:
+                source.produce(want)
+                due += want
+            time.sleep(tick_s)
+        source.flush()
+        wait_until(lambda: count_rows(store_url) >= paced_from + source.sent - target, 300, 0.5,
+                   message="paced rows")
+        paced_rate = int(due) / args.seconds
+        p50, p99, pmax = (float(x) for x in remote_query(store_url, (
+            "SELECT quantileExact(0.5)(ms), quantileExact(0.99)(ms), max(ms) FROM (SELECT "
+            "dateDiff('millisecond', done_at, inserted_at) AS ms FROM events "
+            f"WHERE done_at >= parseDateTime64BestEffort('{since}', 6))"), "TabSeparated").split())
+        distinct = int(remote_query(store_url, "SELECT uniqExact(request_id) FROM events",
+                                    "TabSeparated"))
+        rows = count_rows(store_url)
+        print()
+        print("| measure                                   | value      |")
+        print("|-------------------------------------------|------------|")
+        print(f"| backlog envelopes                         | {args.backlog:>10} |")
+        print(f"| producer rate (envelopes/s)               | {args.backlog / produce_s:>10.0f} |")
+        print(f"| sustained drain, broker→CH (envelopes/s)  | {drain_rate:>10.0f} |")
+        print(f"| paced offered rate (envelopes/s)          | {paced_rate:>10.0f} |")
+        print(f"| envelope→queryable p50 (ms)               | {p50:>10.0f} |")
+        print(f"| envelope→queryable p99 (ms)               | {p99:>10.0f} |")
+        print(f"| envelope→queryable max (ms)               | {pmax:>10.0f} |")
+        print(f"| rows / distinct ids / envelopes sent      | {rows}/{distinct}/{source.sent} |")
+        for name, micros in cpu_us.items():
+            print(f"| {name + ' CPU per envelope (µs)':<41} | {micros:>10.0f} |")
+        capacity = (os.cpu_count() or 1) / sum(cpu_us.values()) * 1e6
+        print(f"| CPU-bound capacity, all cores (env/s)     | {capacity:>10.0f} |")
+        print(f"| worker processes                          | {args.workers:>10} |")
+        print(f"| anomaly agents in the worker              | {args.anomalies!s:>10} |")
+        print(f"| load average during the run               | {os.getloadavg()[0]:>10.1f} |")
+    finally:
+        for role in reversed(roles):
+            role.stop()
+        broker.stop()
+        if args.keep:
+            print(f"logs kept in {workdir}")
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    assert process is not None
+    return process.pid
+
+
+def _reachable(url: str) -> bool:
+    try:
+        remote_query(url, "SELECT 1", "TabSeparated", timeout_s=2)
+    except Exception:  # noqa: BLE001 (any failure means not yet)
+        return False
+    return True
+
+
+def _boundary(store_url: str, warm: int) -> str:
+    """The largest request id of the warm-up rows (ids are time-ordered)."""
+    return remote_query(store_url, f"SELECT request_id FROM events ORDER BY request_id "
+                        f"LIMIT 1 OFFSET {warm - 1}", "TabSeparated").decode().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backlog", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=10_000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (one group)")
+    parser.add_argument("--sink-batch", type=int, default=20_000)
+    parser.add_argument("--sink-batch-s", type=float, default=0.5)
+    parser.add_argument("--keep", action="store_true", help="print the work dir with logs")
+    parser.add_argument("--anomalies", action=argparse.BooleanOptionalAction, default=False,
+                        help="run the anomaly agents in the worker too (default: off; issue 5 "
+                             "measures broker -> processors -> ClickHouse)")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
