@@ -157,8 +157,8 @@ class Pipeline:
             workdir / "meterline.yaml", bootstrap=bootstrap, prefix=self.prefix,
             chdb_path=workdir / "clickhouse", gateway_port=self.gateway_port,
             store_port=self.store_port, demo_upstream=simulator_url, extra=extra_config)
-        self.roles = {name: Role(name, self.config, workdir) for name in ("store", "worker",
-                                                                           "gateway")}
+        self.roles = {name: Role(name, self.config, workdir)
+                      for name in ("store", "worker", "detector", "gateway")}
 
     @property
     def gateway_url(self) -> str:
@@ -181,7 +181,7 @@ class Pipeline:
         return self
 
     def stop(self) -> None:
-        for name in ("gateway", "worker", "store"):
+        for name in ("gateway", "detector", "worker", "store"):
             self.roles[name].stop()
 
     def mint_key(self, user: str, team: str, repo: str = "") -> str:

@@ -38,6 +38,13 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _detector(args: argparse.Namespace, settings: Settings) -> int:
+    from meterline.services import run_detector
+
+    run_detector(settings)
+    return 0
+
+
 def _store(args: argparse.Namespace, settings: Settings) -> int:
     from meterline.reports import AlertConfigError
     from meterline.services import run_store
@@ -108,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("init", help="create topics and apply ClickHouse migrations (scale-out)"
                         ).set_defaults(run=_init)
     commands.add_parser("gateway", help="run the gateway").set_defaults(run=_gateway)
-    commands.add_parser("worker", help="run the stream processors").set_defaults(run=_worker)
+    commands.add_parser("worker", help="run the enrichment processors").set_defaults(run=_worker)
+    commands.add_parser("detector", help="run the anomaly detectors").set_defaults(run=_detector)
     commands.add_parser("store", help="own ClickHouse: sink, queries, reports"
                         ).set_defaults(run=_store)
     simulator = commands.add_parser("simulator", help="run the simulated provider")

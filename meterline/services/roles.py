@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from meterline.schemas import Settings
@@ -36,7 +38,21 @@ def run_gateway(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the processors' faust worker on uvloop.
+    """Run the enrichment faust app (envelopes → events)."""
+    from meterline.processors import APP_ID, create_worker_app
+
+    _run_faust(settings, APP_ID, create_worker_app)
+
+
+def run_detector(settings: Settings) -> None:
+    """Run the anomaly detectors' faust app (events → anomalies)."""
+    from meterline.processors import DETECTOR_APP_ID, create_detector_app
+
+    _run_faust(settings, DETECTOR_APP_ID, create_detector_app)
+
+
+def _run_faust(settings: Settings, app_id: str, create: Callable[..., Any]) -> None:
+    """Run one faust app on uvloop until SIGINT/SIGTERM.
 
     uvloop, because faust spends much of each message in the event loop itself
     (tasks, futures, callbacks): libuv's loop makes that part cheaper.
@@ -46,11 +62,14 @@ def run_worker(settings: Settings) -> None:
     import faust
     import uvloop
 
-    from meterline.processors import create_worker_app
+    from meterline.processors import wait_for_dead_members
 
+    wait_for_dead_members(settings.kafka, app_id)  # see processors/group.py
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app = create_worker_app(settings)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    app = create(settings, app_id=app_id)
+    # faust's own INFO lines (rebalances, table recovery) are many: opt in when debugging
+    worker = faust.Worker(app, loglevel=os.environ.get("METERLINE_FAUST_LOG_LEVEL", "WARNING"),
+                          quiet=True)
     worker.execute_from_commandline()
 
 

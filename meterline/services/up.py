@@ -91,7 +91,10 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
         clickhouse = settings.clickhouse.dsn
         print_(f"store       {store_url} (read-only SQL for `meterline sql`; ClickHouse {clickhouse})")
         supervisor.start("worker", role_argv("worker"))
-        print_("processors  faust worker (first consumer-group join takes ~30 s on tansu)")
+        print_("processors  faust worker: envelopes → priced events")
+        if settings.anomalies.enabled:
+            supervisor.start("detector", role_argv("detector"))
+            print_("detectors   faust worker: events → anomalies (Slack via the store)")
         supervisor.start("gateway", role_argv("gateway"))
         gateway_url = f"http://{settings.gateway.host}:{settings.gateway.port}"
         if not _wait_http(gateway_url + "/healthz", 30):

@@ -2,8 +2,8 @@
 
 Two weeks of ``Organisation.demo`` traffic (volume 0.3) with the four
 incidents of ``meterline.simulator.anomalies`` go onto the envelopes topic
-with their historical timestamps; the real worker (enrich → anomaly agents
-with changelog-backed tables) and store (anomalies sink → ClickHouse, Slack
+with their historical timestamps; the real worker (enrich) and detector (anomaly
+agents with changelog-backed tables) and store (anomalies sink → ClickHouse, Slack
 notifier) run as subprocesses. Each incident must appear in the ``anomalies``
 table as a finding of the right kind, team and entity, detected (event time)
 within its window; the team with a webhook must have been told on Slack.
@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from meterline.processors import Directory, PriceBook, enrich
+from meterline.processors import DETECTOR_APP_ID, Directory, PriceBook, enrich
 from meterline.schemas import Envelope, KafkaSettings, Settings
 from meterline.simulator.anomalies import Finding, PlantedAnomaly, Score, plant_anomalies, score
 from meterline.simulator.drive import produce_envelopes
@@ -116,8 +116,8 @@ def test_each_planted_anomaly_is_found_within_its_window(
 
 
 def _committed(broker: str, topic: str) -> int:
-    """Offsets the processors' consumer group has committed on ``topic``, summed."""
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": "meterline-processors",
+    """Offsets the detectors' consumer group has committed on ``topic``, summed."""
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": DETECTOR_APP_ID,
                          "enable.auto.commit": False})
     try:
         partitions = [TopicPartition(topic, p) for p in range(2)]
@@ -126,10 +126,11 @@ def _committed(broker: str, topic: str) -> int:
         consumer.close()
 
 
-def test_detector_state_survives_a_worker_restart(tmp_path: Path, broker: str,
-                                                  simulator: str) -> None:
-    """Kill -9 the worker after the first week: the incidents of the second week need the
-    first week's baselines and first-seen sets, which only the tables' changelogs hold."""
+def test_detector_state_survives_a_detector_restart(tmp_path: Path, broker: str,
+                                                    simulator: str) -> None:
+    """Kill -9 the detector after the first week: the incidents of the second week need the
+    first week's baselines and first-seen sets, which only the tables' changelogs hold.
+    Enrichment runs in its own process and group, so its events keep flowing meanwhile."""
     config, envelopes, planted = _fortnight()
     config["teams"][0].pop("slack_webhook_env")  # no Slack here
     split = datetime(2026, 9, 8, 12, tzinfo=ZoneInfo(config["timezone"]))
@@ -144,10 +145,10 @@ def test_detector_state_survives_a_worker_restart(tmp_path: Path, broker: str,
         # the whole first week detected *and committed*: a restart cannot replay it
         wait_until(lambda: _committed(broker, by_team) == len(before), 180, interval_s=1.0,
                    message="first week committed by the team detectors")
-        pipeline.roles["worker"].kill()
-        pipeline.roles["worker"].start()
+        pipeline.roles["detector"].kill()
+        pipeline.roles["detector"].start()
         assert produce_envelopes(kafka, after).failed == 0
-        try:  # the new worker's group join waits out the killed member's session on tansu
+        try:  # the new detector's group join waits out the killed member's session first
             wait_until(lambda: pipeline.scalar("SELECT count() FROM events")
                        == str(len(envelopes)), 300, message=f"{len(envelopes)} events")
         except AssertionError:
