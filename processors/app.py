@@ -43,10 +43,24 @@ from .validate import parse_envelope
 
 log = logging.getLogger(__name__)
 
-APP_ID = "meterline-processors"  # the worker's consumer group id
-DETECTOR_APP_ID = "meterline-detectors"  # the detector's
 BATCH_SIZE = 5000
 BATCH_WITHIN_S = 0.1
+
+
+def worker_app_id(settings: Settings) -> str:
+    """The worker's faust app id, which is also its consumer group id.
+
+    Scoped by the topic prefix, like the topics: deployments (and tests) that
+    share a broker must not share consumer groups. The default prefix gives
+    ``meterline-processors``.
+    """
+    return f"{settings.kafka.topic_prefix}-processors"
+
+
+def detector_app_id(settings: Settings) -> str:
+    """The detector's app and group id (``meterline-detectors`` by default); its tables'
+    changelog topics are named after it."""
+    return f"{settings.kafka.topic_prefix}-detectors"
 
 
 def faust_app(settings: Settings, app_id: str, web_port: int | None = None) -> faust.App:
@@ -86,11 +100,10 @@ def faust_app(settings: Settings, app_id: str, web_port: int | None = None) -> f
     )
 
 
-def create_worker_app(settings: Settings, *, app_id: str = APP_ID,
-                      web_port: int | None = None) -> faust.App:
+def create_worker_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
     """The enrichment app (``meterline worker``). Nothing connects until it starts."""
     topics = Topics(settings.kafka.topic_prefix)
-    app = faust_app(settings, app_id, web_port)
+    app = faust_app(settings, worker_app_id(settings), web_port)
     envelopes = app.topic(topics.envelopes, value_serializer="raw", key_serializer="raw")
     directory = Directory(settings)
     book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
@@ -119,8 +132,7 @@ def create_worker_app(settings: Settings, *, app_id: str = APP_ID,
     return app
 
 
-def create_detector_app(settings: Settings, *, app_id: str = DETECTOR_APP_ID,
-                        web_port: int | None = None) -> faust.App:
+def create_detector_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
     """The anomaly detectors' app (``meterline detector``): events in, anomalies out.
 
     A process and consumer group of its own, apart from enrichment: its tables
@@ -130,6 +142,6 @@ def create_detector_app(settings: Settings, *, app_id: str = DETECTOR_APP_ID,
     enrich agent for minutes (see tests/e2e/test_anomalies.py). Apart, the money
     path (envelope → event → ClickHouse) never waits for anomaly detection.
     """
-    app = faust_app(settings, app_id, web_port)
+    app = faust_app(settings, detector_app_id(settings), web_port)
     register_anomaly_agents(app, settings, Topics(settings.kafka.topic_prefix))
     return app

@@ -52,11 +52,12 @@ class EventSink:
     """Consumes the events topic into ClickHouse. Counters are for metrics and tests."""
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: EventWriter, *,
-                 group_id: str = "meterline-sink", publish_watermarks: bool = True) -> None:
+                 group_id: str = "", publish_watermarks: bool = True) -> None:
         self._topic = Topics(kafka.topic_prefix).events
         self._store = store
         self._writer = writer
-        self._consumer = Consumer(consumer_config(kafka, group_id))
+        # scoped by the topic prefix like the faust groups: ``meterline-sink`` by default
+        self._consumer = Consumer(consumer_config(kafka, group_id or f"{kafka.topic_prefix}-sink"))
         self.consumed = 0
         self.written = 0
         self.ready = threading.Event()

@@ -39,19 +39,19 @@ def run_gateway(settings: Settings) -> None:
 
 def run_worker(settings: Settings) -> None:
     """Run the enrichment faust app (envelopes → events)."""
-    from meterline.processors import APP_ID, create_worker_app
+    from meterline.processors import create_worker_app, worker_app_id
 
-    _run_faust(settings, APP_ID, create_worker_app)
+    _run_faust(settings, worker_app_id(settings), create_worker_app)
 
 
 def run_detector(settings: Settings) -> None:
     """Run the anomaly detectors' faust app (events → anomalies)."""
-    from meterline.processors import DETECTOR_APP_ID, create_detector_app
+    from meterline.processors import create_detector_app, detector_app_id
 
-    _run_faust(settings, DETECTOR_APP_ID, create_detector_app)
+    _run_faust(settings, detector_app_id(settings), create_detector_app)
 
 
-def _run_faust(settings: Settings, app_id: str, create: Callable[..., Any]) -> None:
+def _run_faust(settings: Settings, group_id: str, create: Callable[[Settings], Any]) -> None:
     """Run one faust app on uvloop until SIGINT/SIGTERM.
 
     uvloop, because faust spends much of each message in the event loop itself
@@ -64,9 +64,9 @@ def _run_faust(settings: Settings, app_id: str, create: Callable[..., Any]) -> N
 
     from meterline.processors import wait_for_dead_members
 
-    wait_for_dead_members(settings.kafka, app_id)  # see processors/group.py
+    wait_for_dead_members(settings.kafka, group_id)  # see processors/group.py
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    app = create(settings, app_id=app_id)
+    app = create(settings)
     # faust's own INFO lines (rebalances, table recovery) are many: opt in when debugging
     worker = faust.Worker(app, loglevel=os.environ.get("METERLINE_FAUST_LOG_LEVEL", "WARNING"),
                           quiet=True)

@@ -79,13 +79,11 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
                             partitions=partitions, value_serializer="raw", key_serializer="raw")
     anomalies_topic = topics.anomalies
     dead_letters_topic = topics.dead_letters
-    # Table names carry the topic prefix: deployments (and tests) sharing a
-    # broker must not share changelogs.
+    # The changelogs are named after the app id, which carries the topic prefix
+    # (``detector_app_id``): deployments sharing a broker do not share them.
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
-    team_state = app.Table(f"{topics.prefix}-anomaly-team", partitions=partitions,
-                           schema=json_schema)
-    provider_state = app.Table(f"{topics.prefix}-anomaly-provider", partitions=partitions,
-                               schema=json_schema)
+    team_state = app.Table("anomaly-team", partitions=partitions, schema=json_schema)
+    provider_state = app.Table("anomaly-provider", partitions=partitions, schema=json_schema)
     team_detectors = TeamDetectors(settings)
     provider_detectors = ProviderDetectors(settings)
 

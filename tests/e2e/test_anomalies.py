@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from meterline.processors import DETECTOR_APP_ID, Directory, PriceBook, enrich
+from meterline.processors import Directory, PriceBook, detector_app_id, enrich
 from meterline.schemas import Envelope, KafkaSettings, Settings
 from meterline.simulator.anomalies import Finding, PlantedAnomaly, Score, plant_anomalies, score
 from meterline.simulator.drive import produce_envelopes
@@ -115,9 +115,9 @@ def test_each_planted_anomaly_is_found_within_its_window(
         pipeline.stop()
 
 
-def _committed(broker: str, topic: str) -> int:
+def _committed(broker: str, group_id: str, topic: str) -> int:
     """Offsets the detectors' consumer group has committed on ``topic``, summed."""
-    consumer = Consumer({"bootstrap.servers": broker, "group.id": DETECTOR_APP_ID,
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": group_id,
                          "enable.auto.commit": False})
     try:
         partitions = [TopicPartition(topic, p) for p in range(2)]
@@ -143,7 +143,8 @@ def test_detector_state_survives_a_detector_restart(tmp_path: Path, broker: str,
         assert produce_envelopes(kafka, before).failed == 0
         by_team = f"{pipeline.prefix}.anomaly-by-team.v1"
         # the whole first week detected *and committed*: a restart cannot replay it
-        wait_until(lambda: _committed(broker, by_team) == len(before), 180, interval_s=1.0,
+        group = detector_app_id(Settings(kafka=kafka))
+        wait_until(lambda: _committed(broker, group, by_team) == len(before), 180, interval_s=1.0,
                    message="first week committed by the team detectors")
         pipeline.roles["detector"].kill()
         pipeline.roles["detector"].start()
