@@ -29,5 +29,7 @@ check: lint typecheck test
 schemas:
 	$(PYTHON) -m meterline.schemas.json_schema
 
+## Every benchmark as one markdown report (needs wrk: installed here with apt-get if missing).
 bench: install-dev
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PYTHON) bench/run_all.py

@@ -116,10 +116,13 @@ class Processes:
     def __init__(self) -> None:
         self._started: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def start(self, argv: list[str], log: Path,
+              env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with open(log, "ab") as out:
-            self._started.append(subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                                  cwd=REPO_ROOT, env=env))
+            process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+                                       env=env)
+        self._started.append(process)
+        return process
 
     def stop(self) -> None:
         for process in reversed(self._started):
@@ -128,6 +131,16 @@ class Processes:
                 process.wait(15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (resident now) and VmHWM (peak resident) of a process, in MB."""
+    found: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            found[name] = int(value.split()[0]) / 1024
+    return found
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -165,14 +178,18 @@ def main() -> int:
         config = workdir / "meterline.yaml"
         write_config(config, bootstrap=broker.bootstrap_servers, prefix=prefix, port=gateway_port,
                      upstream=stub)
-        processes.start(gateway_argv(config), workdir / "gateway.log",
-                        env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
+        gateway_process = processes.start(gateway_argv(config), workdir / "gateway.log",
+                                          env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
         wait_for_port("127.0.0.1", stub_port, 15)
         wait_for_port("127.0.0.1", gateway_port, 30)
         gateway = f"http://127.0.0.1:{gateway_port}"
         targets = {"direct": stub, "gateway": gateway}
+        rss_idle_mb = memory_mb(gateway_process.pid)["VmRSS"]
         if importlib.util.find_spec("litellm") is None:
             print("LiteLLM proxy: not installed, not measured.", file=sys.stderr)
+        else:
+            print("LiteLLM proxy: installed, but this script does not drive it yet.",
+                  file=sys.stderr)
         for url in targets.values():  # warm up connections and code paths
             wrk(url + "/v1/chat/completions", BODIES["whole"], 4, 2, workdir)
         rows: list[dict[str, Any]] = []
@@ -202,6 +219,9 @@ def main() -> int:
               f"added p50 {(gateway_fb['p50'] - direct_fb['p50']) / 1000:.3f} ms, "
               f"p99 {(gateway_fb['p99'] - direct_fb['p99']) / 1000:.3f} ms.")
         print(f"Envelopes: {', '.join(f'{k} {v:.0f}' for k, v in counts.items())}.")
+        memory = memory_mb(gateway_process.pid)
+        print(f"Gateway RSS: {rss_idle_mb:.0f} MB after start, {memory['VmRSS']:.0f} MB after the "
+              f"runs, peak {memory['VmHWM']:.0f} MB (target ≤ 150 MB).")
         return 0
     finally:
         processes.stop()
