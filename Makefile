@@ -7,8 +7,10 @@ PIP := $(PYTHON) -m pip
 install:
 	$(PIP) install --quiet --disable-pip-version-check -e .
 
+## The dashboard's browser test (tests/ui) drives the distribution's Chromium, never a downloaded one.
 install-dev:
 	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 ## Run the whole pipeline on this machine (embedded broker and ClickHouse).
 up: install

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from meterline.schemas import Settings, Surface
 
@@ -73,6 +73,7 @@ class GatewayApp:
         self.proxy = Proxy(settings.gateway, KeyRing(settings.keys, settings.keys_file),
                            Router(settings), emitter, self.metrics)
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._ui: Handler | None = None
         for method, path, surface in SURFACES:
             self._routes[path] = {method: self._surface_handler(surface, path)}
         for path, endpoint in operations(emitter, self.metrics).items():
@@ -118,6 +119,9 @@ class GatewayApp:
         path: str = scope["path"]
         try:
             methods = self._routes.get(path)
+            if methods is None and path.startswith("/ui"):
+                await self._dashboard()(scope, receive, tracked_send)
+                return
             if methods is None:
                 raise NotFound(f"Unsupported path: {scope['method']} {path}. This gateway serves "
                                "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, "
@@ -135,6 +139,17 @@ class GatewayApp:
             log.exception("unhandled error on %s %s", scope["method"], path)
             await self._refuse(InternalError(f"Internal gateway error ({type(exc).__name__}); "
                                              "it has been logged."), path, send, started)
+
+    def _dashboard(self) -> Handler:
+        """The dashboard app (ingest/ui), built on first use: the prefix check sits behind the
+        route lookup's miss, so proxied paths never pay for it, and a gateway nobody browses
+        never imports FastAPI or the templates."""
+        if self._ui is None:
+            from .ui import create_ui_app
+
+            # starlette types ASGI messages as MutableMapping, this module as dict: same protocol
+            self._ui = cast(Handler, create_ui_app(self.settings))
+        return self._ui
 
     async def _refuse(self, error: GatewayError, path: str, send: Send, started: bool) -> None:
         self.metrics.errors.labels(type(error).__name__).inc()

@@ -1,0 +1,186 @@
+"""The dashboard's ASGI app (FastAPI + Jinja2), mounted by the gateway under ``/ui``.
+
+Pages (all GET, all read-only, all taking ``from``, ``to``, ``team``, ``repo``,
+``tool``, ``model``; add ``csv=<table>`` for a table as CSV):
+
+    /ui/overview        spend vs budget per team, daily chart, forecast
+    /ui/team/{team}     developer x day, repository x day, tool/model mix, top requests
+    /ui/keys            key inventory: last use, spend, idle keys
+    /ui/buckets         unpriced usage and unattributed spend
+    /ui/activity        anomalies and budget alerts sent
+    /ui/login, /ui/logout
+
+Every refusal is a page with a sentence, never a traceback: bad filters 400,
+unknown team 404, another team's data 403, store down 503, and anything else
+500 with the error logged here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from meterline.schemas import Settings
+
+from . import pages
+from .access import COOKIE_NAME, SESSION_TTL_S, Forbidden, KeyDirectory, SessionSigner, Viewer, viewer_for
+from .filters import BadFilter, Filters, parse_filters
+from .store_reader import StoreReader, StoreUnavailable
+from .tables import Table
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+PageBuilder = Callable[[Viewer, Filters], Awaitable[pages.Page]]
+
+
+class UnknownTeam(Exception):
+    """A team name no configuration or ledger row knows; rendered as a 404 page."""
+
+
+def _money(value: Any) -> str:
+    return "" if value is None or value == "" else f"${value:,.2f}"
+
+
+class Dashboard:
+    """Holds what every request needs: settings, the store reader, keys and templates."""
+
+    def __init__(self, settings: Settings, store_url: str | None = None) -> None:
+        self.settings = settings
+        self.reader = StoreReader(store_url or f"http://{settings.store.host}:{settings.store.port}")
+        self.directory = KeyDirectory(settings.keys, settings.keys_file)
+        self.signer = SessionSigner()
+        self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
+                                     autoescape=select_autoescape(["html"]))
+        self.templates.filters["money"] = _money
+
+    def viewer(self, request: Request) -> Viewer | None:
+        key_id = self.signer.key_id(request.cookies.get(COOKIE_NAME))
+        record = self.directory.records().get(key_id) if key_id else None
+        return viewer_for(record) if record is not None else None
+
+    def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+        body = self.templates.get_template(template).render(**context)
+        return HTMLResponse(body, status_code=status)
+
+    def problem(self, status: int, title: str, message: str, viewer: Viewer | None) -> HTMLResponse:
+        return self.html("error.html", status, title=title, message=message, viewer=viewer)
+
+    async def page(self, request: Request, template: str, title: str, build: PageBuilder,
+                   team: str = "") -> Response:
+        """Authenticate, validate filters, build the page, then render it or one table as CSV."""
+        viewer = self.viewer(request)
+        if viewer is None:
+            return RedirectResponse("/ui/login", status_code=303)
+        try:
+            params = dict(request.query_params)
+            if team:
+                params["team"] = team
+            filters = parse_filters(params, self.settings.timezone)
+            if filters.team:
+                viewer.require(filters.team)  # before the lookup: a 404 would leak which teams exist
+                if filters.team not in await pages.known_teams(self.reader, self.settings):
+                    raise UnknownTeam(filters.team)
+            page = await build(viewer, filters)
+            wanted = request.query_params.get("csv")
+            if wanted:
+                return self._csv(page.tables, wanted, title)
+            choices = await pages.choices(self.reader, viewer, filters)
+        except BadFilter as exc:
+            return self.problem(400, "Bad filter", str(exc), viewer)
+        except Forbidden as exc:
+            return self.problem(403, "Not your team", str(exc), viewer)
+        except UnknownTeam as exc:
+            return self.problem(404, "Unknown team",
+                                f"There is no team called '{exc}' in the configuration or the ledger.",
+                                viewer)
+        except StoreUnavailable as exc:
+            return self.problem(503, "Store unavailable", str(exc), viewer)
+        # JSON inside <script>: "</" must not close the element, whatever a label contains
+        charts_json = json.dumps(page.charts).replace("</", "<\\/")
+        return self.html(template, title=title, viewer=viewer, filters=filters, page=page,
+                         choices=choices, charts_json=charts_json, path=request.url.path)
+
+    def _csv(self, tables: list[Table], name: str, title: str) -> Response:
+        for table in tables:
+            if table.name == name:
+                filename = f"meterline-{title.lower().replace(' ', '-')}-{name}.csv"
+                return Response(table.csv(), media_type="text/csv; charset=utf-8",
+                                headers={"content-disposition": f'attachment; filename="{filename}"'})
+        raise BadFilter(f"This page has no table called {name!r}.")
+
+
+def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
+    """The dashboard app; every route path starts with ``/ui`` (the gateway mounts by prefix)."""
+    ui = Dashboard(settings, store_url)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> HTMLResponse:
+        log.exception("dashboard error on %s", request.url.path)
+        return ui.problem(500, "Dashboard error", f"Something went wrong ({type(exc).__name__}); "
+                          "it has been logged.", None)
+
+    @app.get("/ui")
+    @app.get("/ui/")
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui/overview", status_code=303)
+
+    @app.get("/ui/login")
+    async def login_form(request: Request) -> Response:
+        return ui.html("login.html", title="Log in", viewer=ui.viewer(request), error="")
+
+    @app.post("/ui/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        presented = (form.get("key") or [""])[0].strip()
+        record = ui.directory.lookup(presented) if presented else None
+        if record is None:
+            return ui.html("login.html", 401, title="Log in", viewer=None,
+                           error="That key is not a Meterline virtual key known to this gateway.")
+        response = RedirectResponse("/ui/overview", status_code=303)
+        response.set_cookie(COOKIE_NAME, ui.signer.issue(record.id), max_age=SESSION_TTL_S,
+                            path="/ui", httponly=True, samesite="strict")
+        return response
+
+    @app.post("/ui/logout")
+    async def logout() -> Response:
+        response = RedirectResponse("/ui/login", status_code=303)
+        response.delete_cookie(COOKIE_NAME, path="/ui")
+        return response
+
+    @app.get("/ui/overview")
+    async def overview(request: Request) -> Response:
+        return await ui.page(request, "overview.html", "Overview",
+                             lambda viewer, f: pages.overview(ui.reader, settings, viewer, f))
+
+    @app.get("/ui/team/{team}")
+    async def team(request: Request, team: str) -> Response:
+        return await ui.page(request, "team.html", f"Team {team}",
+                             lambda viewer, f: pages.team(ui.reader, viewer, f), team=team)
+
+    @app.get("/ui/keys")
+    async def keys(request: Request) -> Response:
+        return await ui.page(request, "keys.html", "Keys",
+                             lambda viewer, f: pages.keys(ui.reader, settings, ui.directory, viewer, f))
+
+    @app.get("/ui/buckets")
+    async def buckets(request: Request) -> Response:
+        return await ui.page(request, "buckets.html", "Unpriced and unattributed",
+                             lambda viewer, f: pages.buckets(ui.reader, viewer, f))
+
+    @app.get("/ui/activity")
+    async def activity(request: Request) -> Response:
+        return await ui.page(request, "activity.html", "Anomalies and alerts",
+                             lambda viewer, f: pages.activity(ui.reader, viewer, f))
+
+    return app

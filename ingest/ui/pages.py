@@ -1,0 +1,231 @@
+"""What each page shows: its queries, and the tables and charts built from their rows.
+
+Spend figures read the ``spend_hourly`` rollup, summed with ``sum()`` at
+query time: the SummingMergeTree may hold unmerged parts, and summing is what
+makes the figure exact and duplicate-safe (docs/clickhouse.md). The one raw
+read is "top requests by cost", which needs request ids; it reads
+``events FINAL`` for one team and range, so a re-priced request is counted at
+its latest price only.
+
+Scoping to the viewer happens here, not in the templates: a team lead's
+queries carry ``team = '<own team>'`` in SQL, so another team's rows are never
+fetched, let alone rendered.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from meterline.schemas import Settings
+
+from .access import KeyDirectory, Viewer
+from .filters import Filters, sql_string
+from .store_reader import StoreReader
+from .tables import Table, count, daily_series, money, pivot_by_day, table_from_rows
+
+SPEND = "sum(cost_usd) AS spend_usd, sum(requests) AS calls"
+ALL_INPUT = "sum(input_tokens + cache_read_tokens + cache_write_tokens) AS input_tokens"
+
+
+@dataclass(slots=True)
+class Page:
+    """Tables (each downloadable) and charts (uPlot data) of one rendered page."""
+
+    tables: list[Table]
+    charts: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def _team_scope(viewer: Viewer, filters: Filters) -> Filters:
+    """A team lead's selection is always their own team, whatever the URL says."""
+    return filters if viewer.admin else filters.with_team(viewer.team)
+
+
+def _day(filters: Filters) -> str:
+    return f"toDate(hour, {sql_string(filters.timezone)}) AS day"
+
+
+async def overview(reader: StoreReader, settings: Settings, viewer: Viewer, filters: Filters) -> Page:
+    scoped = _team_scope(viewer, filters)
+    where = scoped.rollup_where()
+    by_team, daily = await reader.many([
+        f"SELECT team, any(cost_centre) AS cost_centre, {SPEND}, "
+        f"sumIf(requests, unpriced) AS unpriced_calls FROM spend_hourly WHERE {where} "
+        "GROUP BY team ORDER BY spend_usd DESC",
+        f"SELECT {_day(scoped)}, team, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
+        "GROUP BY day, team ORDER BY day",
+    ])
+    budgets = {team.name: team for team in settings.teams if viewer.may_see(team.name)}
+    seen = {row["team"] for row in by_team}
+    if not (scoped.repo or scoped.tool or scoped.model):  # a configured team with no spend yet
+        by_team += [{"team": name, "cost_centre": team.cost_centre, "spend_usd": 0, "calls": 0,
+                     "unpriced_calls": 0} for name, team in budgets.items()
+                    if name not in seen and (not scoped.team or name == scoped.team)]
+    fraction = _elapsed_fraction(filters) if filters.is_month_to_date else None
+    rows: list[list[Any]] = []
+    for row in by_team:
+        spend = money(row["spend_usd"])
+        team = budgets.get(row["team"])
+        budget = team.budget_usd if team is not None else None
+        forecast = (spend / Decimal(fraction)).quantize(Decimal("0.01")) if fraction else None
+        share = f"{spend / budget:.0%}" if budget else ""
+        rows.append([row["team"] or "(none)", row["cost_centre"], spend, budget, share, forecast,
+                     count(row["calls"]), count(row["unpriced_calls"])])
+    columns = ["team", "cost_centre", "spend_usd", "monthly_budget_usd", "budget_used",
+               "forecast_month_end_usd", "calls", "unpriced_calls"]
+    note = ("Forecast: month-to-date spend extrapolated linearly to the end of the month."
+            if fraction else "Forecast is shown when the range is this month up to today.")
+    teams = Table("teams", "Spend by team", columns, rows,
+                  frozenset({"spend_usd", "monthly_budget_usd", "forecast_month_end_usd"}), note)
+    daily_table = pivot_by_day("daily", "Spend per team and day", daily, label="team",
+                               days=scoped.days)
+    total = sum((money(row["spend_usd"]) for row in by_team), Decimal(0))
+    return Page([teams, daily_table],
+                {"daily": daily_series(daily, label="team", days=scoped.days)},
+                {"total_usd": total, "teams": len(rows)})
+
+
+def _elapsed_fraction(filters: Filters) -> float:
+    """Share of the current month (in the configured zone) that has passed."""
+    zone = ZoneInfo(filters.timezone)
+    now = datetime.now(zone)
+    start = datetime(now.year, now.month, 1, tzinfo=zone)
+    days = calendar.monthrange(now.year, now.month)[1]
+    return max((now - start) / timedelta(days=days), 1 / (24 * days))
+
+
+async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
+    viewer.require(filters.team)
+    where, day = filters.rollup_where(), _day(filters)
+    users, repos, mix, top = await reader.many([
+        f"SELECT user, {day}, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
+        "GROUP BY user, day",
+        f"SELECT if(repo = '', '(unknown)', repo) AS repository, {day}, sum(cost_usd) AS spend_usd "
+        f"FROM spend_hourly WHERE {where} GROUP BY repository, day",
+        f"SELECT tool, model, {SPEND}, {ALL_INPUT}, sum(output_tokens) AS output_tokens, "
+        f"sum(errors) AS errors FROM spend_hourly WHERE {where} GROUP BY tool, model "
+        "ORDER BY spend_usd DESC",
+        "SELECT request_id, toString(received_at) AS received_at_utc, user, repo, tool, "
+        "served_model AS model, input_tokens + cache_read_tokens + cache_write_5m_tokens "
+        "+ cache_write_1h_tokens AS input_tokens, output_tokens, cost_usd "
+        f"FROM events FINAL WHERE {filters.events_where()} ORDER BY cost_usd DESC LIMIT 20",
+    ])
+    tables = [
+        pivot_by_day("developers", "Spend per developer and day", users, label="user",
+                     days=filters.days),
+        pivot_by_day("repositories", "Spend per repository and day", repos, label="repository",
+                     days=filters.days),
+        table_from_rows("mix", "Tool and model mix", mix,
+                        ["tool", "model", "spend_usd", "calls", "input_tokens", "output_tokens",
+                         "errors"], money_columns=["spend_usd"],
+                        count_columns=["calls", "input_tokens", "output_tokens", "errors"]),
+        table_from_rows("top_requests", "Top requests by cost", top,
+                        ["request_id", "received_at_utc", "user", "repo", "tool", "model",
+                         "input_tokens", "output_tokens", "cost_usd"], money_columns=["cost_usd"],
+                        count_columns=["input_tokens", "output_tokens"],
+                        note="Ids and token counts only: prompt and response bodies are not stored."),
+    ]
+    total = sum((money(row["spend_usd"]) for row in users), Decimal(0))
+    return Page(tables, {"daily": daily_series(users, label="user", days=filters.days)},
+                {"total_usd": total})
+
+
+async def keys(reader: StoreReader, settings: Settings, directory: KeyDirectory, viewer: Viewer,
+               filters: Filters) -> Page:
+    scoped = _team_scope(viewer, filters)
+    team_only = f"team = {sql_string(scoped.team)}" if scoped.team else "1"
+    in_range = scoped.hour_bounds()
+    rows = await reader.rows(
+        # aliases differ from the columns: ``any(team) AS team`` would capture the WHERE's team
+        f"SELECT key_id, any(user) AS key_user, any(team) AS key_team, "
+        f"toString(max(hour)) AS last_used_hour, "
+        f"sumIf(cost_usd, {in_range}) AS spend_usd, sumIf(requests, {in_range}) AS calls "
+        f"FROM spend_hourly WHERE {team_only} GROUP BY key_id")
+    dormant = timedelta(days=settings.anomalies.defaults.dormant_after_days)
+    idle_before = (datetime.now(UTC) - dormant).strftime("%Y-%m-%d %H:%M:%S")
+    records = {key_id: record for key_id, record in directory.records().items()
+               if not scoped.team or record.team == scoped.team}
+    body: list[list[Any]] = []
+    for row in rows:
+        record = records.pop(row["key_id"], None)
+        last = str(row["last_used_hour"])
+        status = "idle" if last < idle_before else "active"
+        body.append([row["key_id"], record.name if record else "", row["key_user"], row["key_team"],
+                     record.created_at if record else "", last, money(row["spend_usd"]),
+                     count(row["calls"]), status])
+    for record in records.values():  # minted but never used
+        body.append([record.id, record.name, record.user, record.team, record.created_at, "", Decimal(0),
+                     0, "never used"])
+    body.sort(key=lambda row: (row[8] == "active", -row[6]))
+    columns = ["key_id", "name", "user", "team", "created_at", "last_used_hour_utc", "spend_usd",
+               "calls", "status"]
+    table = Table("keys", "Key inventory", columns, body, frozenset({"spend_usd"}),
+                  f"Idle: no call for {dormant.days} days (anomalies.defaults.dormant_after_days). "
+                  "Spend and calls are for the selected range; last use is over all time.")
+    idle = sum(1 for row in body if row[8] != "active")
+    return Page([table], {}, {"keys": len(body), "idle": idle})
+
+
+async def buckets(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
+    where = _team_scope(viewer, filters).rollup_where()
+    unpriced, unattributed = await reader.many([
+        f"SELECT provider, model, team, sum(requests) AS calls, {ALL_INPUT}, "
+        f"sum(output_tokens) AS output_tokens FROM spend_hourly WHERE unpriced AND {where} "
+        "GROUP BY provider, model, team ORDER BY calls DESC",
+        f"SELECT team AS team_label, user, key_id, {SPEND} FROM spend_hourly "
+        f"WHERE NOT attributed AND {where} GROUP BY team_label, user, key_id ORDER BY spend_usd DESC",
+    ])
+    return Page([
+        table_from_rows("unpriced", "Unpriced usage (no price known: not counted as $0 spend)",
+                        unpriced, ["provider", "model", "team", "calls", "input_tokens",
+                                   "output_tokens"],
+                        count_columns=["calls", "input_tokens", "output_tokens"],
+                        note="Add a price override in meterline.yaml, then re-price the range."),
+        table_from_rows("unattributed", "Unattributed spend (team not in the configuration)",
+                        unattributed, ["team_label", "user", "key_id", "spend_usd", "calls"],
+                        money_columns=["spend_usd"], count_columns=["calls"]),
+    ], {}, {})
+
+
+async def activity(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
+    scoped = _team_scope(viewer, filters)
+    team_only = f" AND team = {sql_string(scoped.team)}" if scoped.team else ""
+    anomalies, alerts = await reader.many([
+        "SELECT toString(window_start) AS window_start_utc, kind, severity, team, user, key_id, repo, "
+        "model, cost_usd, summary FROM anomalies FINAL "
+        f"WHERE {scoped.bounds('window_start')}{team_only} ORDER BY window_start DESC LIMIT 200",
+        "SELECT toString(recorded_at) AS sent_at_utc, team, scope, subject, period, alert, "
+        f"spend_usd, budget_usd FROM budget_alerts WHERE state = 'sent' "
+        f"AND {scoped.bounds('recorded_at')}{team_only} ORDER BY recorded_at DESC LIMIT 200",
+    ])
+    return Page([
+        table_from_rows("anomalies", "Anomalies", anomalies,
+                        ["window_start_utc", "kind", "severity", "team", "user", "key_id", "repo",
+                         "model", "cost_usd", "summary"], money_columns=["cost_usd"]),
+        table_from_rows("alerts", "Budget alerts sent", alerts,
+                        ["sent_at_utc", "team", "scope", "subject", "period", "alert", "spend_usd",
+                         "budget_usd"], money_columns=["spend_usd", "budget_usd"]),
+    ], {}, {})
+
+
+async def choices(reader: StoreReader, viewer: Viewer, filters: Filters) -> dict[str, list[str]]:
+    """Values for the filter inputs' suggestions, and the teams this viewer may pick."""
+    scoped = _team_scope(viewer, filters)
+    team_only = f"team = {sql_string(scoped.team)}" if not viewer.admin else "1"
+    rows = await reader.rows(
+        "SELECT groupUniqArray(team) AS teams, groupUniqArray(repo) AS repos, "
+        "groupUniqArray(tool) AS tools, groupUniqArray(model) AS models "
+        f"FROM spend_hourly WHERE {scoped.hour_bounds()} AND {team_only}")
+    row = rows[0] if rows else {}
+    return {name: sorted(v for v in row.get(name, []) if v) for name in ("teams", "repos", "tools", "models")}
+
+
+async def known_teams(reader: StoreReader, settings: Settings) -> set[str]:
+    """Configured teams plus every team label the ledger has seen (unattributed ones too)."""
+    rows = await reader.rows("SELECT DISTINCT team FROM spend_hourly")
+    return {team.name for team in settings.teams} | {str(row["team"]) for row in rows}
