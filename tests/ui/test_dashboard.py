@@ -161,6 +161,7 @@ def test_a_wrong_key_is_refused_at_login(browser: Any, loaded: Loaded) -> None:
     page.click("button[type=submit]")
     assert "not a Meterline virtual key" in page.inner_text("main")
     assert page.context.cookies() == []
+    screenshot(page, "login")
     response = page.goto(f"{loaded.pipeline.gateway_url}/ui/keys")
     assert response is not None and response.url.endswith("/ui/login")
     page.close()
