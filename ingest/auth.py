@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,29 +63,36 @@ def mint_key(keys_file: Path, *, user: str, team: str, repo: str = "", name: str
 class KeyRing:
     """Lookup from presented key text to its record."""
 
-    _RELOAD_INTERVAL_S = 1.0
-
     def __init__(self, keys: Iterable[KeySettings], keys_file: str = "") -> None:
         self._static = list(keys)
         self._keys_file = Path(keys_file) if keys_file else None
-        self._file_mtime_ns = self._mtime()
-        self._checked_at = time.monotonic()
+        self._file_version = self._version()
         self._lock = threading.Lock()
         self._by_hash = {record.sha256: record for record in self._static}
 
-    def _mtime(self) -> int:
-        if self._keys_file is None or not self._keys_file.exists():
-            return 0
-        return self._keys_file.stat().st_mtime_ns
+    def _version(self) -> tuple[int, int, int]:
+        """Which version of the keys file is on disk: (inode, mtime, size).
+
+        ``mint_key`` replaces the file by rename, so every write has a new
+        inode: two keys minted within one mtime tick are still two versions.
+        """
+        if self._keys_file is None:
+            return (0, 0, 0)
+        try:
+            stat = self._keys_file.stat()
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _reload_if_changed(self) -> None:
-        now = time.monotonic()
-        if self._keys_file is None or now - self._checked_at < self._RELOAD_INTERVAL_S:
+        """Re-read the keys file if it changed. Called only for a key not known yet: one
+        ``stat`` (microseconds) per unknown key, a parse only when the file is new, so a
+        key minted a moment ago works on its first call."""
+        if self._keys_file is None:
             return
         with self._lock:
-            self._checked_at = now
-            mtime = self._mtime()
-            if mtime == self._file_mtime_ns:
+            version = self._version()
+            if version == self._file_version:
                 return
             data = yaml.safe_load(self._keys_file.read_text()) or {}
             from_file = [KeySettings.model_validate(item) for item in data.get("keys") or []]
@@ -94,7 +100,7 @@ class KeyRing:
             merged = {record.sha256: record for record in self._static}
             merged.update({r.sha256: r for r in from_file if r.sha256 not in static_hashes})
             self._by_hash = merged
-            self._file_mtime_ns = mtime
+            self._file_version = version
 
     def lookup(self, presented: str | None) -> KeySettings:
         """The record for ``presented``, or ``Unauthenticated`` with a helpful message."""

@@ -53,7 +53,65 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     progress.close()
     print(f"sent {result.sent:,} ({result.failed:,} failed) in {result.seconds:.1f}s",
           file=sys.stderr)
-    return 0 if args.mode == "gateway" or result.failed == 0 else 1
+    status = 0 if args.mode == "gateway" or result.failed == 0 else 1
+    if args.report and status == 0:
+        status = _report(args, settings, start, end, result.sent - result.failed)
+    return status
+
+
+def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: datetime,
+            sent: int) -> int:
+    """Wait until the simulated calls are rows, then run the chargeback and an alert check.
+
+    What a newcomer opens after the demo: the month's chargeback (HTML, CSV,
+    lead summaries, reconciled with the ledger) and the budget alerts that
+    the month's spend makes due, shown as a dry run (nothing is posted).
+    """
+    from zoneinfo import ZoneInfo
+
+    from meterline.cli.alerts import run_check_command
+    from meterline.cli.report import run_chargeback_command
+
+    landed = _wait_for_rows(settings, start, end, sent, timeout_s=args.report_timeout)
+    if landed < sent:
+        print(f"meterline simulate: only {landed:,} of {sent:,} calls are rows after "
+              f"{args.report_timeout:.0f}s; is the pipeline running (meterline up)?",
+              file=sys.stderr)
+        return 1
+    last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(settings.timezone))
+    month = args.month or f"{last:%Y-%m}"
+    print(f"\n{sent:,} calls are rows; the chargeback for {month}:", file=sys.stderr)
+    status = run_chargeback_command(argparse.Namespace(month=month, output_dir="",
+                                                       no_deliver=True), settings)
+    print(f"\nbudget alerts due at {end:%Y-%m-%d %H:%M} UTC (dry run, nothing sent):",
+          file=sys.stderr)
+    alerts = run_check_command(argparse.Namespace(dry_run=True, at=end.isoformat()), settings)
+    return status or alerts
+
+
+def _wait_for_rows(settings: Settings, start: datetime, end: datetime, expected: int,
+                   timeout_s: float) -> int:
+    """Poll the store until ``expected`` events of the range are queryable; the count found."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    url = f"http://{settings.store.host}:{settings.store.port}/query?format=TabSeparated"
+    query = (f"SELECT count() FROM events WHERE received_at >= '{start:%Y-%m-%d %H:%M:%S}' "
+             f"AND received_at < '{end:%Y-%m-%d %H:%M:%S}'").encode()
+    deadline = time.monotonic() + timeout_s
+    found = 0
+    while True:
+        try:
+            request = urllib.request.Request(url, data=query, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as response:
+                found = int(response.read().decode().strip() or 0)
+        except (urllib.error.URLError, OSError, ValueError):
+            pass  # the store is starting or busy: ask again
+        if found >= expected or time.monotonic() > deadline:
+            return found
+        print(f"\rwaiting for rows: {found:,} of {expected:,}", end="", file=sys.stderr)
+        time.sleep(1.0)
 
 
 def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -72,4 +130,9 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--limit", type=int, default=0, help="send at most N calls")
     parser.add_argument("--rate", type=float, default=20.0, help="calls/s in gateway mode")
     parser.add_argument("--gateway", default="", help="gateway URL (default from settings)")
+    parser.add_argument("--report", action="store_true",
+                        help="when the calls are rows, run the month's chargeback and show the "
+                             "budget alerts due (dry run)")
+    parser.add_argument("--report-timeout", type=float, default=600.0,
+                        help="seconds to wait for the rows before --report gives up")
     parser.set_defaults(run=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +23,8 @@ def _simulate(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str
 
 
 def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeline) -> None:
-    result = _simulate(pipeline, "--month", "2026-09", "--seed", "11", "--volume", "0.5")
+    result = _simulate(pipeline, "--month", "2026-09", "--seed", "11", "--volume", "0.5",
+                       "--report")
     start = datetime(2026, 9, 1, tzinfo=UTC)
     expected = list(Organisation.demo(seed=11, timezone="UTC").envelopes(
         start, datetime(2026, 10, 1, tzinfo=UTC), volume=0.5))
@@ -32,6 +35,15 @@ def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeli
     assert first.startswith("2026-09") and last.startswith("2026-09")
     assert pipeline.scalar("SELECT countIf(unpriced) > 0 AND countIf(NOT attributed) > 0 "
                            "FROM events") == "1"
+    # --report: the month's chargeback, reconciled, in files a newcomer can open ...
+    total = pipeline.scalar("SELECT toString(sum(cost_usd)) FROM events FINAL")
+    summary = next(line for line in result.stdout.splitlines() if line.startswith("chargeback "))
+    assert summary.startswith(f"chargeback 2026-09: {Decimal(total):.2f} USD over "
+                              f"{len(expected):,} requests, reconciled"), (summary, total)
+    files = [Path(line) for line in result.stdout.splitlines() if line.startswith("/")]
+    assert any(path.suffix == ".html" and path.stat().st_size > 0 for path in files), files
+    # ... and the budget alerts the month's spend makes due, as a dry run
+    assert "budget alerts due at 2026-10-01 00:00 UTC (dry run" in result.stderr
 
 
 def test_gateway_mode_sends_real_calls_with_each_developers_key(pipeline: Pipeline) -> None:
