@@ -149,7 +149,7 @@ def run_chargeback(client: Any, database: str, settings: Settings, month: Month,
     try:
         chargeback = read_chargeback(client, database, settings, month,
                                      recheck_delay_s=recheck_delay_s)
-        directory = month_directory(Path(output_dir or settings.reports.output_dir), month)
+        directory = month_directory(Path(output_dir or settings.reports.output_dir).resolve(), month)
         html, csv, leads = write_outputs(chargeback, directory, run_id=run_id,
                                          generated_at=now())
         run = ChargebackRun(run_id, month, directory, html, csv, leads, chargeback)
