@@ -29,12 +29,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from pydantic import ValidationError
 
 from meterline.schemas import (
@@ -46,7 +45,7 @@ from meterline.schemas import (
     check_schema_version,
 )
 
-from .consumer import consumer_config
+from .consumer import collect_batch, consumer_config
 from .errors import StoreUnavailable, store_errors
 
 log = logging.getLogger(__name__)
@@ -152,20 +151,7 @@ class AnomalySink:
             self._consumer.close()
 
     def _collect(self, stop: threading.Event) -> list[Any]:
-        batch: list[Any] = []
-        deadline = time.monotonic() + self._store.max_batch_time_s
-        while len(batch) < self._store.max_batch_size and not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for message in self._consumer.consume(self._store.max_batch_size - len(batch),
-                                                  timeout=min(remaining, 0.1)):
-                error = message.error()
-                if error is None:
-                    batch.append(message)
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("anomaly sink consume error: %s", error)
-        return batch
+        return collect_batch(self._consumer, self._store, stop, "anomaly sink")
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         anomalies = []

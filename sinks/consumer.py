@@ -48,6 +48,28 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
     }
 
 
+def collect_batch(consumer: Consumer, store: StoreSettings, stop: threading.Event,
+                  name: str) -> list[Any]:
+    """Up to ``store.max_batch_size`` messages, or what arrives in ``store.max_batch_time_s``.
+
+    Consume errors other than end-of-partition are logged under ``name`` and skipped.
+    """
+    batch: list[Any] = []
+    deadline = time.monotonic() + store.max_batch_time_s
+    while len(batch) < store.max_batch_size and not stop.is_set():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        for message in consumer.consume(store.max_batch_size - len(batch),
+                                        timeout=min(remaining, 0.1)):
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s consume error: %s", name, error)
+    return batch
+
+
 class EventSink:
     """Consumes the events topic into ClickHouse. Counters are for metrics and tests."""
 
@@ -80,20 +102,7 @@ class EventSink:
         self.ready.set()
 
     def _collect(self, stop: threading.Event) -> list[Any]:
-        batch: list[Any] = []
-        deadline = time.monotonic() + self._store.max_batch_time_s
-        while len(batch) < self._store.max_batch_size and not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            for message in self._consumer.consume(self._store.max_batch_size - len(batch),
-                                                  timeout=min(remaining, 0.1)):
-                error = message.error()
-                if error is None:
-                    batch.append(message)
-                elif error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("sink consume error: %s", error)
-        return batch
+        return collect_batch(self._consumer, self._store, stop, "sink")
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         rows = []

@@ -92,22 +92,20 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
 def _wait_for_rows(settings: Settings, start: datetime, end: datetime, expected: int,
                    timeout_s: float) -> int:
     """Poll the store until ``expected`` events of the range are queryable; the count found."""
+    import contextlib
     import time
-    import urllib.error
-    import urllib.request
 
-    url = f"http://{settings.store.host}:{settings.store.port}/query?format=TabSeparated"
+    from meterline.sinks import QueryError, remote_query
+
+    store_url = f"http://{settings.store.host}:{settings.store.port}"
     query = (f"SELECT count() FROM events WHERE received_at >= '{start:%Y-%m-%d %H:%M:%S}' "
-             f"AND received_at < '{end:%Y-%m-%d %H:%M:%S}'").encode()
+             f"AND received_at < '{end:%Y-%m-%d %H:%M:%S}'")
     deadline = time.monotonic() + timeout_s
     found = 0
     while True:
-        try:
-            request = urllib.request.Request(url, data=query, method="POST")
-            with urllib.request.urlopen(request, timeout=30) as response:
-                found = int(response.read().decode().strip() or 0)
-        except (urllib.error.URLError, OSError, ValueError):
-            pass  # the store is starting or busy: ask again
+        # the store may be starting or busy: then ask again
+        with contextlib.suppress(QueryError, OSError, ValueError):
+            found = int(remote_query(store_url, query, "TabSeparated", timeout_s=30).strip() or 0)
         if found >= expected or time.monotonic() > deadline:
             return found
         print(f"\rwaiting for rows: {found:,} of {expected:,}", end="", file=sys.stderr)
