@@ -3,10 +3,11 @@
 Runs ``gateway_bench.py`` (added latency and throughput at concurrency 1/16/64,
 streaming time to first byte, gateway RSS), ``pipeline_bench.py`` (envelopes/s
 through broker → processors → ClickHouse, envelope-to-row latency),
-``chargeback_bench.py`` at 1M and 10M events, and ``anomaly_bench.py``
-(precision and recall over a planted month). Each prints its own tables; this
-script adds the date, the machine and each run's wall time, and says which
-benchmark failed, if one did.
+``chargeback_bench.py`` at 1M and 10M events, ``anomaly_bench.py``
+(precision and recall over a planted month) and ``policy_bench.py``
+(sensitive-data detection: precision and recall per kind, cost per
+message). Each prints its own tables; this script adds the date, the machine
+and each run's wall time, and says which benchmark failed, if one did.
 
 The benchmarks run one at a time, because they share this machine's cores.
 Figures are ratios measured within one run; raw numbers are kept alongside.
@@ -67,6 +68,7 @@ def main() -> int:
         runs.append(("Chargeback over 10M events", [str(BENCH / "chargeback_bench.py"),
                                                     "--events", "10000000"]))
     runs.append(("Anomaly detection: precision and recall", [str(BENCH / "anomaly_bench.py")]))
+    runs.append(("Sensitive-data detection: precision, recall and cost", [str(BENCH / "policy_bench.py")]))
     failed = [title for title, argv in runs if not run(title, argv)]
     if failed:
         print(f"\nFailed: {', '.join(failed)}.")
