@@ -153,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     from meterline.cli import alerts
 
     alerts.register(commands)
+    from meterline.cli import policy
+
+    policy.register(commands)
     return parser
 
 
