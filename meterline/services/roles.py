@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from meterline.schemas import Settings
+from meterline.schemas import Settings, Topics
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ def _run_faust(settings: Settings, group_id: str, create: Callable[[Settings], A
 
     from meterline.processors import wait_for_dead_members
 
-    wait_for_dead_members(settings.kafka, group_id)  # see processors/group.py
+    topic = Topics(settings.kafka.topic_prefix).events  # one topic both faust groups consume
+    wait_for_dead_members(settings.kafka, group_id, topic)  # see processors/group.py
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = create(settings)
     # faust's own INFO lines (rebalances, table recovery) are many: opt in when debugging
@@ -130,6 +131,10 @@ def run_store(settings: Settings) -> None:
     anomaly_thread = threading.Thread(target=run_anomaly_sink, args=(settings, stop),
                                       name="anomaly-sink", daemon=True)
     anomaly_thread.start()
+    from meterline.sinks.audit import run_audit_sink
+    audit_thread = threading.Thread(target=run_audit_sink, args=(settings, stop),
+                                    name="audit-sink", daemon=True)
+    audit_thread.start()
     scheduler.start()
     try:
         while not stop.wait(0.5):
@@ -140,5 +145,6 @@ def run_store(settings: Settings) -> None:
         sink_thread.join()
         writer.close()
         anomaly_thread.join(30)
+        audit_thread.join(30)
         scheduler.shutdown(wait=False)
         queries.stop()
