@@ -26,7 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ANOMALY_SCHEMA_VERSION = "1.0"
+ANOMALY_SCHEMA_VERSION = "1.1"
 
 AnomalyKind = Literal[
     "spend_spike",       # spend per hour (user, key, team) or per day (team) far above its baseline
@@ -37,8 +37,10 @@ AnomalyKind = Literal[
     "new_tool",          # a tool the team has not used before (after its learning period)
     "unpriced_model",    # calls with tokens but no price: spend the reports cannot count
     "error_burst",       # a provider's error rate in a short window far above normal
+    "policy_breach",     # a call broke an egress rule (audit mode: it still left)
+    "sensitive_data",    # secrets or personal data found in a prompt sent to a provider
 ]
-EntityKind = Literal["user", "key", "team", "model", "tool", "provider"]
+EntityKind = Literal["user", "key", "team", "model", "tool", "provider", "repo"]
 Severity = Literal["info", "warning", "critical"]
 
 

@@ -18,7 +18,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ENVELOPE_SCHEMA_VERSION = "1.0"
+from .egress import BodyPolicy, PolicyBreach
+
+ENVELOPE_SCHEMA_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
 
 Surface = Literal[
@@ -32,7 +34,6 @@ Surface = Literal[
 Outcome = Literal["ok", "upstream_error", "upstream_timeout", "client_disconnect", "gateway_error"]
 UsageSource = Literal["provider", "estimated", "missing"]
 RepoSource = Literal["header", "metadata", "key_default", "unknown"]
-BodyPolicy = Literal["none", "hash", "redacted", "full"]
 
 
 class UnsupportedSchemaVersion(ValueError):
@@ -77,6 +78,9 @@ class BodyAudit(BaseModel):
     response_sha256: str | None = None
     request: str | None = None
     response: str | None = None
+    #: Content addresses of the request's messages, in order (1.1): bodies kept by
+    #: the policy, and findings, are stored once per message under these.
+    request_messages: list[str] = Field(default_factory=list)
 
 
 class Envelope(BaseModel):
@@ -116,3 +120,5 @@ class Envelope(BaseModel):
     response_bytes: int = 0
 
     body: BodyAudit = BodyAudit()
+    #: Egress rules the call broke (1.1); a refused call has them ``enforced``.
+    breaches: list[PolicyBreach] = Field(default_factory=list)

@@ -13,11 +13,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from .envelope import BodyPolicy, Outcome, RepoSource, Surface, UsageSource
+from .egress import BodyPolicy
+from .envelope import Outcome, RepoSource, Surface, UsageSource
 
-EVENT_SCHEMA_VERSION = "1.0"
+EVENT_SCHEMA_VERSION = "1.1"
 
 #: Decimal places kept for every cost: the ClickHouse column is Decimal(38, 12).
 COST_SCALE = 12
@@ -82,3 +83,8 @@ class Event(BaseModel):
     attributed: bool
     pii_found: bool = False
     policy_breach: bool = False
+    #: Egress (1.1): the rules broken (not excepted), every breach as JSON, and the
+    #: content addresses of the request's messages (``sensitive_findings`` join on them).
+    policy_rules: list[str] = Field(default_factory=list)
+    policy_detail: str = ""
+    request_messages: list[str] = Field(default_factory=list)

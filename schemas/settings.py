@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .envelope import BodyPolicy
+from .egress import BodyPolicy, EgressSettings
 
 ProviderKind = Literal["openai", "anthropic", "azure", "openai_compatible", "simulated"]
 
@@ -328,6 +328,9 @@ class TeamSettings(_Section):
     budget_period: BudgetPeriodKind | None = None
     budget_timezone: str | None = None
     alert_thresholds: list[Decimal] | None = None
+    #: What the audit trail keeps of this team's bodies (else ``gateway.audit_body_policy``);
+    #: an ``egress.rules`` entry may override it per repository.
+    body_policy: BodyPolicy | None = None
 
     @field_validator("slack_webhook")
     @classmethod
@@ -413,6 +416,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     budgets: BudgetSettings = BudgetSettings()
     anomalies: AnomalySettings = AnomalySettings()
+    egress: EgressSettings = EgressSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
     models: dict[str, ModelRoute] = Field(default_factory=dict)
     teams: list[TeamSettings] = Field(default_factory=list)

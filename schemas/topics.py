@@ -39,8 +39,19 @@ class Topics:
         """Confirmed-durable positions published by the sink (see ingest spool)."""
         return f"{self.prefix}.watermarks.v1"
 
+    @property
+    def audit_messages(self) -> str:
+        """Distinct request messages, text sealed, gateway → scan (keyed by message hash)."""
+        return f"{self.prefix}.audit-messages.v1"
+
+    @property
+    def message_scans(self) -> str:
+        """Scanned messages: findings and policy-kept text, scan → store (keyed by hash)."""
+        return f"{self.prefix}.message-scans.v1"
+
     def all(self) -> tuple[str, ...]:
-        return (self.envelopes, self.events, self.anomalies, self.dead_letters, self.sink_watermarks)
+        return (self.envelopes, self.events, self.anomalies, self.dead_letters, self.sink_watermarks,
+                self.audit_messages, self.message_scans)
 
 
 #: Header carrying the schema version of a message value, read before parsing.
