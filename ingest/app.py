@@ -28,6 +28,7 @@ from typing import Any, cast
 from meterline.schemas import Settings, Surface
 
 from .auth import KeyRing
+from .egress import EgressGate
 from .emitter import EnvelopeEmitter
 from .errors import ApiStyle, GatewayError, InternalError, MethodNotAllowed, NotFound
 from .logs import configure_logging
@@ -70,8 +71,9 @@ class GatewayApp:
         self.metrics = GatewayMetrics()
         self.metrics.attach_emitter(emitter)
         self._attach_delivery_metrics()
+        self.gate = EgressGate(settings)
         self.proxy = Proxy(settings.gateway, KeyRing(settings.keys, settings.keys_file),
-                           Router(settings), emitter, self.metrics)
+                           Router(settings), emitter, self.metrics, self.gate)
         self._routes: dict[str, dict[str, Handler]] = {}
         self._ui: Handler | None = None
         for method, path, surface in SURFACES:
@@ -175,6 +177,7 @@ class GatewayApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.proxy.close()
+                await asyncio.to_thread(self.gate.close)
                 undelivered = await asyncio.to_thread(self.emitter.close)
                 if undelivered:
                     log.error("gateway stopped with %d envelopes undelivered", undelivered)

@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from meterline.policy.messages import RequestMessage
 from meterline.schemas import (
     BodyAudit,
     BodyPolicy,
     Envelope,
     KeySettings,
     Outcome,
+    PolicyBreach,
     RepoSource,
     Surface,
     Usage,
@@ -53,6 +55,11 @@ class CallRecord:
     upstream_first_byte_ns: int = 0
     response_hash: Any = field(default_factory=hashlib.sha256)
     response_bytes: int = 0
+    #: Set by the egress gate: the message addresses, the body policy, the rules broken.
+    request_messages: list[str] = field(default_factory=list)
+    body_policy: BodyPolicy | None = None
+    breaches: list[PolicyBreach] = field(default_factory=list)
+    messages: list[RequestMessage] = field(default_factory=list)
 
     def envelope(self, *, status: int, outcome: Outcome, usage: Usage, policy: BodyPolicy,
                  error_class: str = "", served_model: str = "") -> tuple[Envelope, float]:
@@ -66,11 +73,13 @@ class CallRecord:
         upstream_ms = (end_ns - self.upstream_started_ns) / 1e6 if self.upstream_started_ns else 0.0
         total_ms = (end_ns - self.started_ns) / 1e6
         gateway_ms = max(total_ms - upstream_ms, 0.0)
+        policy = self.body_policy or policy
         if policy == "none":
             body = BodyAudit(policy=policy)
         else:
             body = BodyAudit(policy=policy, request_sha256=self.request_sha256 or None,
-                             response_sha256=self.response_hash.hexdigest())
+                             response_sha256=self.response_hash.hexdigest(),
+                             request_messages=self.request_messages)
         envelope = Envelope(
             request_id=self.request_id, received_at=self.received_at,
             first_byte_at=self.first_byte_at, done_at=datetime.now(UTC),
@@ -83,5 +92,6 @@ class CallRecord:
             status=status, outcome=outcome, error_class=error_class, stream=self.stream,
             usage=usage, upstream_ms=round(upstream_ms, 3), gateway_ms=round(gateway_ms, 3),
             request_bytes=self.request_bytes, response_bytes=self.response_bytes, body=body,
+            breaches=self.breaches,
         )
         return envelope, gateway_ms / 1000

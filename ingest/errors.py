@@ -4,6 +4,7 @@
     ├── BadRequest          400  body is not JSON, or misses a required field
     ├── Unauthenticated     401  no key, or a key we do not know
     ├── Forbidden           403  the key may not use this route
+    │   └── PolicyRefused   403  an egress rule in enforce mode forbids this call
     ├── NotFound            404  unsupported path
     │   └── UnknownModel    404  model not routed (gateway.allow_unlisted_models off)
     ├── MethodNotAllowed    405  known path, wrong method
@@ -74,6 +75,12 @@ class Forbidden(GatewayError):
     openai_type = "invalid_request_error"
     anthropic_type = "permission_error"
     code = "forbidden"
+
+
+class PolicyRefused(Forbidden):
+    """Refused before it left: the message names the rule and what to do instead."""
+
+    code = "policy_violation"
 
 
 class NotFound(GatewayError):

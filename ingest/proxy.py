@@ -30,11 +30,13 @@ from typing import Any
 import aiohttp
 import orjson
 
+from meterline.policy.messages import request_messages
 from meterline.schemas import GatewaySettings, Outcome, Surface, Usage, new_request_id
 
 from .attribution import REPO_HEADER, resolve_repo
 from .auth import KeyRing
 from .call import CallRecord
+from .egress import EgressGate
 from .emitter import EnvelopeEmitter
 from .errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, upstream_errors
 from .metrics import GatewayMetrics
@@ -92,8 +94,9 @@ class Proxy:
     """
 
     def __init__(self, settings: GatewaySettings, keyring: KeyRing, router: Router,
-                 emitter: EnvelopeEmitter, metrics: GatewayMetrics) -> None:
+                 emitter: EnvelopeEmitter, metrics: GatewayMetrics, gate: EgressGate) -> None:
         self._settings = settings
+        self._gate = gate
         self._keyring = keyring
         self._router = router
         self._emitter = emitter
@@ -153,6 +156,9 @@ class Proxy:
         if rewrite or strip_usage:
             body = orjson.dumps(payload)
         call.repo, call.repo_source = resolve_repo(headers.get(REPO_HEADER), payload, call.key)
+        messages = request_messages(call.surface, payload)
+        await self._gate.admit(call, messages)  # raises PolicyRefused before anything leaves
+        call.messages = messages
 
         assert self._session is not None, "Proxy.start() not awaited"
         call.upstream_started_ns = time.perf_counter_ns()
@@ -246,6 +252,8 @@ class Proxy:
                                           policy=self._settings.audit_body_policy,
                                           error_class=error_class, served_model=served_model)
         self._emitter.emit(envelope)
+        if call.messages:
+            self._gate.ship(call, call.messages)
         metrics = self._metrics
         total_s = (time.perf_counter_ns() - call.started_ns) / 1e9
         if outcome != "gateway_error":  # the app counts the calls it refuses itself

@@ -87,7 +87,7 @@ class GatewayUnderTest:
     """The gateway app served on loopback, with its envelope topic readable."""
 
     def __init__(self, workdir: Path, bootstrap: str, upstream_url: str,
-                 **gateway: Any) -> None:
+                 egress: dict[str, Any] | None = None, **gateway: Any) -> None:
         self.prefix = unique_prefix("gw")
         create_topics(bootstrap, Topics(self.prefix).all(), partitions=2)
         provider = {"api_key": PROVIDER_KEY, "base_url": upstream_url}
@@ -102,6 +102,7 @@ class GatewayUnderTest:
                     "local-llama": {"provider": "local", "model": "llama-3.3-70b-instruct"}},
             keys=[key_record(ALICE_KEY, "alice", "platform", repo="acme/api"),
                   key_record(BOB_KEY, "bob", "payments")],
+            egress=egress or {},
         )
         self.app = create_app(self.settings)
         self.server = ThreadedServer(self.app).start()
