@@ -35,6 +35,7 @@ import faust
 from meterline.schemas import Settings, Topics
 
 from .anomaly import register_anomaly_agents
+from .egress import breach_anomaly, register_scan_agent
 from .emit import BatchEmitter
 from .enrich import Directory, encode_event_row, event_row
 from .errors import PoisonMessage
@@ -125,6 +126,11 @@ def create_worker_app(settings: Settings, *, web_port: int | None = None) -> fau
                         continue
                     emitter.event(envelope.request_id.encode(),
                                   encode_event_row(event_row(envelope, directory, book)))
+                    if envelope.breaches:
+                        breach = breach_anomaly(envelope)
+                        if breach is not None:
+                            emitter.anomaly(breach.anomaly_id.encode(),
+                                            breach.model_dump_json().encode())
                 await emitter.durable()  # step 2, before take_events acknowledges the batch
         finally:
             emitter.close()
@@ -143,5 +149,7 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     path (envelope → event → ClickHouse) never waits for anomaly detection.
     """
     app = faust_app(settings, detector_app_id(settings), web_port)
-    register_anomaly_agents(app, settings, Topics(settings.kafka.topic_prefix))
+    topics = Topics(settings.kafka.topic_prefix)
+    register_anomaly_agents(app, settings, topics)
+    register_scan_agent(app, settings, topics)
     return app

@@ -27,6 +27,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from meterline.schemas import (
+    ANOMALY_SCHEMA_VERSION,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
     EVENT_SCHEMA_VERSION,
@@ -41,6 +42,8 @@ log = logging.getLogger(__name__)
 
 _EVENT_HEADERS: list[tuple[str, str | bytes | None]] = [
     (SCHEMA_VERSION_HEADER, EVENT_SCHEMA_VERSION.encode())]
+_ANOMALY_HEADERS: list[tuple[str, str | bytes | None]] = [
+    (SCHEMA_VERSION_HEADER, ANOMALY_SCHEMA_VERSION.encode())]
 FLUSH_TIMEOUT_S = 60.0
 
 
@@ -55,6 +58,7 @@ class BatchEmitter:
         topics = Topics(kafka.topic_prefix)
         self._events = topics.events
         self._dead_letters = topics.dead_letters
+        self._anomalies = topics.anomalies
         self._producer = Producer({
             **kafka.as_librdkafka(),
             "acks": "all",
@@ -71,6 +75,9 @@ class BatchEmitter:
 
     def event(self, request_id: bytes, value: bytes) -> None:
         self._produce(self._events, request_id, value, _EVENT_HEADERS)
+
+    def anomaly(self, anomaly_id: bytes, value: bytes) -> None:
+        self._produce(self._anomalies, anomaly_id, value, _ANOMALY_HEADERS)
 
     def dead_letter(self, key: bytes | None, value: bytes | None, reason: str,
                     source: str) -> None:

@@ -99,8 +99,18 @@ def event_row(envelope: Envelope, directory: Directory, book: PriceBook, *,
         "response_sha256": body.response_sha256 or "",
         **priced_fields(quote, usage),
         "attributed": directory.is_known_team(envelope.team),
-        "pii_found": False, "policy_breach": False,
+        "pii_found": False,
+        **policy_fields(envelope),
     }
+
+
+def policy_fields(envelope: Envelope) -> dict[str, Any]:
+    """The event's egress columns: a breach counts unless an exception covered it."""
+    broken = [breach.rule for breach in envelope.breaches if not breach.excepted]
+    return {"policy_breach": bool(broken), "policy_rules": broken,
+            "policy_detail": orjson.dumps([b.model_dump() for b in envelope.breaches]).decode()
+            if envelope.breaches else "",
+            "request_messages": envelope.body.request_messages}
 
 
 def enrich(envelope: Envelope, directory: Directory, book: PriceBook, *,

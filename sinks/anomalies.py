@@ -54,7 +54,8 @@ MAX_BACKOFF_S = 10.0
 DETECTOR_VERSION = "1"
 _DETECTORS = {"spend_spike": "rate_spike", "request_spike": "rate_spike",
               "budget_share": "budget_share", "dormant_key": "novelty", "new_model": "novelty",
-              "new_tool": "novelty", "unpriced_model": "novelty", "error_burst": "error_burst"}
+              "new_tool": "novelty", "unpriced_model": "novelty", "error_burst": "error_burst",
+              "policy_breach": "egress_policy", "sensitive_data": "egress_policy"}
 _ENTITY_COLUMNS = {"user": "user", "key": "key_id", "tool": "tool", "provider": "provider",
                    "model": "model"}
 COLUMNS = ("anomaly_id", "detected_at", "detector", "detector_version", "kind", "severity",
@@ -79,8 +80,9 @@ def anomaly_row(anomaly: Anomaly) -> list[Any]:
                           "evidence": evidence}, sort_keys=True)
     return [anomaly.anomaly_id, anomaly.detected_at, _DETECTORS[anomaly.kind], DETECTOR_VERSION,
             anomaly.kind, anomaly.severity, anomaly.window_start, anomaly.window_end,
-            anomaly.team, dims["user"], dims["key_id"], "", dims["tool"], dims["provider"],
-            dims["model"], anomaly.observed, anomaly.expected, anomaly.threshold, cost,
+            anomaly.team, dims["user"], dims["key_id"], str(evidence.get("repo", "")),
+            dims["tool"], dims["provider"], dims["model"], anomaly.observed, anomaly.expected,
+            anomaly.threshold, cost,
             [str(request_id)] if request_id else [], anomaly.summary, details]
 
 

@@ -103,6 +103,10 @@ def write_config(path: Path, *, bootstrap: str, prefix: str, chdb_path: Path, ga
     return path
 
 
+#: The key sealing message text between the test gateway and processors (a test value).
+TEST_BODY_KEY = "bWV0ZXJsaW5lLXRlc3QtYm9keS1rZXktMzItYnl0ZXM="
+
+
 class Role:
     """One production role (``meterline <role>``) as a subprocess with its own log."""
 
@@ -113,7 +117,8 @@ class Role:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Role:
-        env = {**os.environ, "METERLINE_CONFIG": str(self.config)}
+        env = {"METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY, **os.environ,
+               "METERLINE_CONFIG": str(self.config)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "meterline.cli.main", "--config", str(self.config),
@@ -206,3 +211,7 @@ class Pipeline:
 
     def logs(self) -> str:
         return "\n".join(f"===== {name}\n{role.log()[-4000:]}" for name, role in self.roles.items())
+
+    def logs_full(self) -> str:
+        """Every role's whole log, e.g. to show a value never reached any of them."""
+        return "\n".join(role.log() for role in self.roles.values())

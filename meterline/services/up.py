@@ -83,6 +83,10 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
             wait_for_port("127.0.0.1", sim_port, 15)
             env["METERLINE_DEMO_UPSTREAM"] = f"http://127.0.0.1:{sim_port}"
             print_(f"simulator   http://127.0.0.1:{sim_port} (serves providers without API keys)")
+        if settings.egress.body_key is None:
+            # message text crosses Kafka sealed with this run's key (see policy/seal.py)
+            from meterline.policy.seal import new_key
+            env["METERLINE_EGRESS__BODY_KEY"] = new_key()
         supervisor.env.update(env)
         supervisor.start("store", role_argv("store"))
         store_url = f"http://{settings.store.host}:{settings.store.port}"
@@ -92,9 +96,10 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
         print_(f"store       {store_url} (read-only SQL for `meterline sql`; ClickHouse {clickhouse})")
         supervisor.start("worker", role_argv("worker"))
         print_("processors  faust worker: envelopes → priced events")
-        if settings.anomalies.enabled:
+        if settings.anomalies.enabled or settings.egress.sensitive.mode != "off":
             supervisor.start("detector", role_argv("detector"))
-            print_("detectors   faust worker: events → anomalies (Slack via the store)")
+            print_("detectors   faust worker: events → anomalies (Slack via the store), "
+                   "prompts → sensitive-data scan")
         supervisor.start("gateway", role_argv("gateway"))
         gateway_url = f"http://{settings.gateway.host}:{settings.gateway.port}"
         if not _wait_http(gateway_url + "/healthz", 30):
