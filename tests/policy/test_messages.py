@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from meterline.policy.messages import message_hash, request_messages
-from meterline.policy.seal import SealError, Sealer, new_key
+from meterline.policy.seal import Sealer, SealError, new_key
 
 
 def test_anthropic_system_then_messages_with_tool_blocks() -> None:

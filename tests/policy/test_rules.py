@@ -99,6 +99,6 @@ def test_body_policy_rule_then_team_then_default() -> None:
     ({"exceptions": [{"rule": "internal", "reason": ""}]}, "reason"),
 ])
 def test_bad_configuration_names_the_problem(egress: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match="egress|rules|exceptions|retention") as info:
+    with pytest.raises(ValidationError, match=r"egress|rules|exceptions|retention") as info:
         Settings(egress={"rules": RULES, **egress})
     assert message in str(info.value)
