@@ -32,6 +32,7 @@ text as the body policy allows) from the processors to the store.
 
 from __future__ import annotations
 
+import base64
 from datetime import date, datetime
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -136,6 +137,20 @@ class EgressSettings(_Section):
         """The repo's rule's body policy if it sets one, else the team's."""
         rule = self.rule_for(repo)
         return rule.body_policy if rule is not None and rule.body_policy else team_policy
+
+    @field_validator("body_key")
+    @classmethod
+    def _key_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # unset (an empty environment variable too): nothing is shipped
+        try:
+            raw = base64.b64decode(value.get_secret_value(), validate=True)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError("must be base64 of 32 random bytes, e.g. the output of: python3 -c "
+                             "'import base64,os;print(base64.b64encode(os.urandom(32)).decode())'")
+        return value
 
     @field_validator("retention_days")
     @classmethod
