@@ -91,11 +91,8 @@ def scan_message(record: AuditMessage, scanner: SensitiveScanner, sealer: Sealer
         kept = text
     elif record.body_policy == "redacted":
         kept = redact(text, found)
-    scan = MessageScan(
-        message_hash=record.message_hash, request_id=record.request_id, index=record.index,
-        role=record.role, chars=record.chars, at=record.at, team=record.team, user=record.user,
-        repo=record.repo, provider=record.provider, model=record.model,
-        body_policy=record.body_policy, findings=spans, text=kept)
+    scan = MessageScan(**record.model_dump(exclude={"sealed", "scan"}), findings=spans,
+                       text=kept)
     live = [span for span in spans if not span.excepted]
     if not live:
         return scan, None

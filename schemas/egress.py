@@ -192,11 +192,11 @@ class PolicyBreach(BaseModel):
     excepted: bool = False
 
 
-class AuditMessage(BaseModel):
-    """One distinct request message, on its way from the gateway to the scan.
+class MessageContext(BaseModel):
+    """One distinct request message: where it came from and where it went.
 
-    ``sealed`` is the message text encrypted with ``egress.body_key`` (AES-GCM,
-    nonce first, base64): the text itself never sits in Kafka or the spool.
+    The first call that sent it names it (``request_id``, ``index``); later
+    calls that resend it carry only its address (``message_hash``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -207,7 +207,6 @@ class AuditMessage(BaseModel):
     index: int
     role: str
     chars: int
-    sealed: str
     at: datetime
     team: str
     user: str
@@ -215,6 +214,18 @@ class AuditMessage(BaseModel):
     provider: str
     model: str
     body_policy: BodyPolicy
+
+
+class AuditMessage(MessageContext):
+    """A message on its way from the gateway to the scan.
+
+    ``sealed`` is the message text encrypted with ``egress.body_key`` (AES-GCM,
+    nonce first, base64): the text itself never sits in Kafka or the spool.
+    ``scan`` is false when the sensitive-data scan is off (the text travels
+    only because the body policy keeps it).
+    """
+
+    sealed: str
     scan: bool
 
 
@@ -231,24 +242,9 @@ class SensitiveSpan(BaseModel):
     excepted: bool = False
 
 
-class MessageScan(BaseModel):
+class MessageScan(MessageContext):
     """A message as scanned: its findings, and its text if the body policy keeps one
     (``redacted``: findings replaced by ``[REDACTED:kind]``; ``full``: as sent)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schema_version: str = MESSAGE_SCHEMA_VERSION
-    message_hash: str
-    request_id: str
-    index: int
-    role: str
-    chars: int
-    at: datetime
-    team: str
-    user: str
-    repo: str
-    provider: str
-    model: str
-    body_policy: BodyPolicy
     findings: list[SensitiveSpan] = Field(default_factory=list)
     text: str | None = None

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from meterline.schemas import (
@@ -45,7 +45,7 @@ from meterline.schemas import (
     check_schema_version,
 )
 
-from .consumer import collect_batch, consumer_config
+from .consumer import collect_batch, commit_batch, consumer_config
 from .errors import StoreUnavailable, store_errors
 
 log = logging.getLogger(__name__)
@@ -178,9 +178,4 @@ class AnomalySink:
                 if stop.wait(backoff_s):
                     return  # stopping: nothing committed, the batch is consumed again later
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
-            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-        self._consumer.commit(offsets=[TopicPartition(topic, partition, offset)
-                                       for (topic, partition), offset in next_offsets.items()],
-                              asynchronous=False)
+        commit_batch(self._consumer, batch)

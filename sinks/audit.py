@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from meterline.schemas import KafkaSettings, MessageScan, Settings, StoreSettings, Topics
 
-from .consumer import collect_batch, consumer_config
+from .consumer import collect_batch, commit_batch, consumer_config
 from .errors import StoreUnavailable, store_errors
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,7 @@ class AuditSink:
                 if stop.wait(backoff_s):
                     return  # stopping: nothing committed, consumed again later
                 backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
-            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-        self._consumer.commit(offsets=[TopicPartition(topic, partition, offset)
-                                       for (topic, partition), offset in next_offsets.items()],
-                              asynchronous=False)
+        commit_batch(self._consumer, batch)
 
 
 def run_audit_sink(settings: Settings, stop: threading.Event) -> None:

@@ -138,3 +138,13 @@ class EventSink:
             # The rows are stored: an uncommitted batch is consumed again and step 2
             # stores nothing new. A broker outage or restart must not kill the sink.
             log.warning("offset commit failed (%s); the batch will be consumed again", exc)
+
+
+def commit_batch(consumer: Consumer, batch: list[Any]) -> None:
+    """Commit, synchronously and per partition, the offset after the batch's last message."""
+    next_offsets: dict[tuple[str, int], int] = {}
+    for message in batch:
+        next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+    consumer.commit(offsets=[TopicPartition(topic, partition, offset)
+                             for (topic, partition), offset in next_offsets.items()],
+                    asynchronous=False)
