@@ -44,9 +44,26 @@ class RequestMessage:
 
 
 def message_hash(message: Any) -> str:
-    """The content address of one message (any JSON value)."""
+    """The content address of one message (any JSON value).
+
+    Anthropic's ``cache_control`` marks are left out: Claude Code moves its
+    cache marker to the newest message every turn, and with the mark in the
+    address that message would be stored and scanned twice (measured: 13-16%
+    more distinct messages on a simulated month, bench/audit_storage_bench.py).
+    """
     canonical = orjson.dumps(message, option=orjson.OPT_SORT_KEYS)
+    if b'"cache_control"' in canonical:
+        canonical = orjson.dumps(_without_cache_marks(message), option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _without_cache_marks(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_cache_marks(item) for key, item in value.items()
+                if key != "cache_control"}
+    if isinstance(value, list):
+        return [_without_cache_marks(item) for item in value]
+    return value
 
 
 def _strings(value: Any, skip_keys: frozenset[str] = frozenset({"type", "role", "id",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,9 @@ EGRESS = {
     "mode": "audit",
     "rules": [{"name": "payments-restricted", "repos": ["acme/payments*"],
                "classification": "restricted", "providers": ["anthropic"],
-               "body_policy": "redacted"}],
+               "body_policy": "redacted"},
+              {"name": "vault-self-hosted-only", "repos": ["acme/vault*"], "providers": ["vllm"],
+               "mode": "enforce"}],
     "sensitive": {"mode": "audit"},
 }
 
@@ -116,6 +119,29 @@ def test_audit_mode_records_breaches_and_findings_and_no_secret_leaks(
     assert breach_details[0]["evidence"]["request_id"] == ids["breach"]
 
     _assert_nowhere(pipeline, broker)
+
+
+def test_enforced_rule_refuses_in_each_api_shape_and_is_recorded(audited: Pipeline) -> None:
+    pipeline = audited
+    key = pipeline.mint_key("alice", "platform")
+    openai_style = _openai(pipeline, key, "acme/vault-core", "Rotate the master key.")
+    anthropic_style = _anthropic(pipeline, key, "acme/vault-core", "Rotate the master key.")
+    assert openai_style.status_code == anthropic_style.status_code == 403
+    error = openai_style.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "policy_violation")
+    assert "vault-self-hosted-only" in error["message"] and "allowed: vllm" in error["message"]
+    body = anthropic_style.json()
+    assert (body["type"], body["error"]["type"]) == ("error", "permission_error")
+    assert "vault-self-hosted-only" in body["error"]["message"]
+    refused = {r.headers["x-meterline-request-id"] for r in (openai_style, anthropic_style)}
+    wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == "2", 120,
+               message="the refused calls as events")
+    rows = pipeline.sql("SELECT request_id, status, error_class, policy_rules, cost_usd, "
+                        "JSONExtractBool(policy_detail, 1, 'enforced') FROM events FINAL")
+    assert {row[0] for row in rows} == refused
+    for _, status, error_class, rules, cost, enforced in rows:
+        assert (status, error_class, rules) == ("403", "PolicyRefused", "['vault-self-hosted-only']")
+        assert Decimal(cost) == 0 and enforced in ("1", "true")
 
 
 def _assert_nowhere(pipeline: Pipeline, broker: str) -> None:

@@ -48,6 +48,10 @@ def test_address_is_canonical_and_stable_across_turns() -> None:
         first, {"role": "assistant", "content": "done"}, {"role": "user", "content": "thanks"}]})
     assert turn2[0].message_hash == turn1[0].message_hash
     assert len(turn1[0].message_hash) == 32
+    marked = {"role": "user", "content": [{"type": "text", "text": "fix the bug",
+                                           "cache_control": {"type": "ephemeral"}}]}
+    unmarked = {"role": "user", "content": [{"type": "text", "text": "fix the bug"}]}
+    assert message_hash(marked) == message_hash(unmarked)  # the moving cache marker
 
 
 def test_sealed_text_opens_only_with_its_key_and_address() -> None:
