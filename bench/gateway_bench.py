@@ -60,9 +60,12 @@ end
 """
 
 
-def wrk(url: str, body: bytes, concurrency: int, duration_s: int, workdir: Path) -> dict[str, float]:
+def wrk(url: str, body: bytes, concurrency: int, duration_s: int, workdir: Path, *,
+        lua_extra: str = "") -> dict[str, float]:
+    """One wrk run; ``lua_extra`` is appended to the script (a ``request`` function
+    defined there builds each request's body itself, as ``egress_bench.py`` does)."""
     script = workdir / "bench.lua"
-    script.write_text(LUA.format(body=body.decode(), key=KEY))
+    script.write_text(LUA.format(body=body.decode(), key=KEY) + lua_extra)
     out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s}s", "--timeout", "10s",
                           "-s", str(script), url], capture_output=True, text=True, check=True)
     line = next(line for line in out.stdout.splitlines() if line.startswith("WRKJSON"))

@@ -69,6 +69,7 @@ def main() -> int:
                                                     "--events", "10000000"]))
     runs.append(("Anomaly detection: precision and recall", [str(BENCH / "anomaly_bench.py")]))
     runs.append(("Sensitive-data detection: precision, recall and cost", [str(BENCH / "policy_bench.py")]))
+    runs.append(("Egress gate: cost on the request path", [str(BENCH / "egress_bench.py")]))
     runs.append(("Audit bodies: storage saved by content addressing",
                  [str(BENCH / "audit_storage_bench.py"), *(["--quick"] if args.quick else [])]))
     failed = [title for title, argv in runs if not run(title, argv)]
