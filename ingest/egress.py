@@ -7,8 +7,9 @@
    messages not already known clean. A breach is recorded on the call; an
    enforced one raises ``PolicyRefused`` (403 in the client's API format, the
    rule named, what to do). The scan runs in a worker thread so the event loop
-   keeps serving other calls; it uses the credential kinds only, which fit
-   the gateway's memory budget (PII is scanned in the processors).
+   keeps serving other calls (one scan thread; concurrent calls carrying the
+   same new message share its scan); it uses the credential kinds only, which
+   fit the gateway's memory budget (PII is scanned in the processors).
 2. The call's messages are addressed by content (``policy.messages``): the
    envelope carries only the addresses.
 3. ``ship`` (after the response ended): each message this process has not
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -54,6 +56,8 @@ class EgressGate:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._clean: OrderedDict[str, None] = OrderedDict()
         self._scanner: Any = None
+        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="egress-scan")
         self._sealer = Sealer(egress.body_key.get_secret_value()) if egress.body_key else None
         self._producer: Producer | None = None
         self._topic = Topics(settings.kafka.topic_prefix).audit_messages
@@ -90,7 +94,7 @@ class EgressGate:
         unknown = [m for m in messages if m.message_hash not in self._clean and m.text]
         if not unknown:
             return
-        found = await asyncio.to_thread(self._scan_all, unknown)
+        found = [(m, await f) for m, f in [(m, self._scan_once(m)) for m in unknown]]
         today = call.received_at.date()
         blocking: list[str] = []
         for message, findings in found:
@@ -109,8 +113,20 @@ class EgressGate:
                                 "secret from the prompt (and rotate it: it was in your context), "
                                 "or ask your security team for an exception.")
 
-    def _scan_all(self, messages: list[RequestMessage]) -> list[tuple[RequestMessage, list[Any]]]:
-        return [(message, self._scanner.scan(message.text)) for message in messages]
+    def _scan_once(self, message: RequestMessage) -> asyncio.Future[Any]:
+        """The scan of ``message``: one per address at a time, however many calls carry it.
+
+        Scans run on one dedicated thread: regex matching holds the GIL, so
+        more threads would only take turns and stall the event loop longer
+        (measured by bench/egress_bench.py).
+        """
+        pending = self._pending.get(message.message_hash)
+        if pending is None:
+            pending = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._scanner.scan, message.text)
+            self._pending[message.message_hash] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(message.message_hash, None))
+        return pending
 
     def ship(self, call: CallRecord, messages: list[RequestMessage]) -> None:
         """Send the call's not-yet-sent messages to the scan (see the module docstring)."""
@@ -155,6 +171,7 @@ class EgressGate:
         log.warning("audit message %s not delivered: %s", key.decode(), error)
 
     def close(self, timeout_s: float = 5.0) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
         if self._producer is not None:
             self._producer.flush(timeout_s)
 
