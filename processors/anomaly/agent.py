@@ -58,7 +58,7 @@ from .error_burst import ProviderTally, tally
 from .observation import Observation
 from .rekey import Rekeyer
 from .state import State
-from .table_buffer import TableBuffer
+from .table_buffer import TableBuffer, end_changelog_batches
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
                         None, None, _ANOMALY_HEADERS))
             state.flush()  # each changed key once, before the batch is acknowledged
             await asyncio.gather(*deliveries)
+            await end_changelog_batches(producer, table, state.partitions_written)
 
     @app.agent(by_team)
     async def detect_team_anomalies(stream: Any) -> None:
