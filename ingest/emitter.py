@@ -229,7 +229,17 @@ class EnvelopeEmitter:
 
     def _poll(self) -> None:
         while not self._stop.is_set():
-            self._producer.poll(0.1)
+            try:
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                # confluent-kafka raises a fatal error from poll() instead of calling
+                # error_cb (seen after a tansu restart): were this thread to die, no
+                # delivery report would be served again and the queue would only grow.
+                error = exc.args[0] if exc.args else None
+                if isinstance(error, KafkaError):
+                    self._on_error(error)
+                else:
+                    self.spool_only(f"producer poll failed: {exc}")
 
     # -- health and shutdown ----------------------------------------------------------------
 

@@ -35,7 +35,9 @@ class Rekeyer:
         self._by_provider = by_provider
         self._dead_letters = dead_letters
         self._producer = Producer({
-            **kafka.as_librdkafka(), "acks": "all", "enable.idempotence": True,
+            # not idempotent: see processors/emit.py (a retried duplicate is one call
+            # counted twice by a detector, as after a crash)
+            **kafka.as_librdkafka(), "acks": "all", "enable.idempotence": False,
             "compression.type": "lz4", "linger.ms": 5, "batch.size": 1 << 20,
             "queue.buffering.max.messages": 500_000, "partitioner": "murmur2_random",
             "log_level": 3})
