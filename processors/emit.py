@@ -94,7 +94,7 @@ class BatchEmitter:
                        (DEAD_LETTER_SOURCE_HEADER, source.encode())])
 
     def _produce(self, topic: str, key: bytes | None, value: bytes | None,
-                 headers: list[tuple[str, str | bytes | None]]) -> None:
+                 headers: list[tuple[str, str | bytes | None]] | None) -> None:
         while True:
             try:
                 self._producer.produce(topic, value, key, headers=headers,
