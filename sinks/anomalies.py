@@ -45,12 +45,11 @@ from meterline.schemas import (
     check_schema_version,
 )
 
-from .consumer import collect_batch, commit_batch, consumer_config
-from .errors import StoreUnavailable, store_errors
+from .consumer import collect_batch, commit_batch, consumer_config, store_until_done
+from .errors import store_errors
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 10.0
 DETECTOR_VERSION = "1"
 _DETECTORS = {"spend_spike": "rate_spike", "request_spike": "rate_spike",
               "budget_share": "budget_share", "dormant_key": "novelty", "new_model": "novelty",
@@ -164,18 +163,11 @@ class AnomalySink:
                           message.partition(), message.offset())
                 continue
             anomalies.append(anomaly)
-        backoff_s = 0.1
-        while True:
-            try:
-                self.stored += len(self._writer.write(anomalies))
-                # the notifier keeps its ledger in the same store: retried with the write
-                if self._on_stored is not None and anomalies:
-                    self._on_stored(anomalies)
-                break
-            except StoreUnavailable as exc:
-                log.warning("store refused %d anomalies (%s); retrying in %.1fs",
-                            len(anomalies), exc, backoff_s)
-                if stop.wait(backoff_s):
-                    return  # stopping: nothing committed, the batch is consumed again later
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        def store() -> None:
+            self.stored += len(self._writer.write(anomalies))
+            # the notifier keeps its ledger in the same store: retried with the write
+            if self._on_stored is not None and anomalies:
+                self._on_stored(anomalies)
+        if not store_until_done(store, stop, f"{len(anomalies)} anomalies"):
+            return
         commit_batch(self._consumer, batch)

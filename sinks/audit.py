@@ -31,12 +31,11 @@ from pydantic import ValidationError
 
 from meterline.schemas import KafkaSettings, MessageScan, Settings, StoreSettings, Topics
 
-from .consumer import collect_batch, commit_batch, consumer_config
-from .errors import StoreUnavailable, store_errors
+from .consumer import collect_batch, commit_batch, consumer_config, store_until_done
+from .errors import store_errors
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 10.0
 BODY_COLUMNS = ("message_hash", "body_policy", "team", "repo", "role", "first_request_id",
                 "first_seen", "expires_at", "chars", "findings", "text")
 FINDING_COLUMNS = ("message_hash", "request_id", "at", "team", "user", "repo", "provider",
@@ -101,17 +100,10 @@ class AuditSink:
                 log.error("skipping unreadable message scan at %s[%d]@%d: %d errors",
                           message.topic(), message.partition(), message.offset(),
                           exc.error_count())
-        backoff_s = 0.1
-        while True:
-            try:
-                self.findings += self._writer.write(scans)
-                break
-            except StoreUnavailable as exc:
-                log.warning("store refused %d message scans (%s); retrying in %.1fs",
-                            len(scans), exc, backoff_s)
-                if stop.wait(backoff_s):
-                    return  # stopping: nothing committed, consumed again later
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        def store() -> None:
+            self.findings += self._writer.write(scans)
+        if not store_until_done(store, stop, f"{len(scans)} message scans"):
+            return
         commit_batch(self._consumer, batch)
 
 

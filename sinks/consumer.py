@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -113,38 +114,46 @@ class EventSink:
                           message.topic(), message.partition(), message.offset())
                 continue
             rows.append((key.decode(), message.value()))
-        backoff_s = 0.1
-        while True:
-            try:
-                self.written += self._writer.write(rows)
-                break
-            except StoreUnavailable as exc:
-                log.warning("store refused %d events (%s); retrying in %.1fs", len(rows), exc,
-                            backoff_s)
-                if stop.wait(backoff_s):
-                    return  # stopping: nothing committed, the batch is consumed again later
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
+        def store() -> None:
+            self.written += self._writer.write(rows)
+        if not store_until_done(store, stop, f"{len(rows)} events"):
+            return
         self.consumed += len(batch)
         if self._watermarks is not None:
             self._watermarks.publish([request_id for request_id, _ in rows])
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in batch:
-            next_offsets[(message.topic(), message.partition())] = message.offset() + 1
+        commit_batch(self._consumer, batch)
+
+
+def store_until_done(store: Callable[[], None], stop: threading.Event, what: str) -> bool:
+    """Run ``store`` until ClickHouse takes it, backing off while it refuses.
+
+    Returns False if ``stop`` was set meanwhile: the caller commits nothing, and
+    the batch is consumed again later (every sink's writes are idempotent).
+    """
+    backoff_s = 0.1
+    while True:
         try:
-            self._consumer.commit(offsets=[TopicPartition(topic, partition, offset)
-                                           for (topic, partition), offset in next_offsets.items()],
-                                  asynchronous=False)
-        except KafkaException as exc:
-            # The rows are stored: an uncommitted batch is consumed again and step 2
-            # stores nothing new. A broker outage or restart must not kill the sink.
-            log.warning("offset commit failed (%s); the batch will be consumed again", exc)
+            store()
+            return True
+        except StoreUnavailable as exc:
+            log.warning("store refused %s (%s); retrying in %.1fs", what, exc, backoff_s)
+            if stop.wait(backoff_s):
+                return False
+            backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
 
 
 def commit_batch(consumer: Consumer, batch: list[Any]) -> None:
-    """Commit, synchronously and per partition, the offset after the batch's last message."""
+    """Commit, synchronously and per partition, the offset after the batch's last message.
+
+    A failed commit is logged, not raised: the batch is stored, so consuming it
+    again stores nothing new, and a broker outage or restart must not kill a sink.
+    """
     next_offsets: dict[tuple[str, int], int] = {}
     for message in batch:
         next_offsets[(message.topic(), message.partition())] = message.offset() + 1
-    consumer.commit(offsets=[TopicPartition(topic, partition, offset)
-                             for (topic, partition), offset in next_offsets.items()],
-                    asynchronous=False)
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, partition, offset)
+                                 for (topic, partition), offset in next_offsets.items()],
+                        asynchronous=False)
+    except KafkaException as exc:
+        log.warning("offset commit failed (%s); the batch will be consumed again", exc)
