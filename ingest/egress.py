@@ -48,9 +48,7 @@ class EgressGate:
 
     def __init__(self, settings: Settings) -> None:
         egress = settings.egress
-        self.policy = EgressPolicy(
-            egress, {team.name: team.body_policy for team in settings.teams if team.body_policy},
-            settings.gateway.audit_body_policy)
+        self.policy = EgressPolicy.from_settings(settings)
         self._sensitive_mode = egress.sensitive.mode
         self._capacity = egress.seen_messages
         self._seen: OrderedDict[str, None] = OrderedDict()

@@ -26,6 +26,7 @@ from meterline.schemas import (
     EgressSettings,
     PolicyBreach,
     PolicyMode,
+    Settings,
 )
 
 
@@ -38,9 +39,12 @@ class EgressPolicy:
         self._team_body_policies = team_body_policies
         self._default_body_policy = default_body_policy
 
-    @property
-    def sensitive_mode(self) -> str:
-        return self._egress.sensitive.mode
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EgressPolicy:
+        """The policy of ``settings.egress``, with the teams' body policies and the default."""
+        return cls(settings.egress,
+                   {team.name: team.body_policy for team in settings.teams if team.body_policy},
+                   settings.gateway.audit_body_policy)
 
     def judge(self, *, repo: str, team: str, user: str, provider: str, model: str,
               today: date) -> PolicyBreach | None:
