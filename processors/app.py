@@ -35,6 +35,7 @@ import faust
 from meterline.schemas import Settings, Topics
 
 from .anomaly import register_anomaly_agents
+from .anomaly.agent import encode_anomaly
 from .egress import breach_anomaly, register_scan_agent
 from .emit import BatchEmitter
 from .enrich import Directory, encode_event_row, event_row
@@ -129,8 +130,7 @@ def create_worker_app(settings: Settings, *, web_port: int | None = None) -> fau
                     if envelope.breaches:
                         breach = breach_anomaly(envelope)
                         if breach is not None:
-                            emitter.anomaly(breach.anomaly_id.encode(),
-                                            breach.model_dump_json().encode())
+                            emitter.anomaly(breach.anomaly_id.encode(), encode_anomaly(breach))
                 await emitter.durable()  # step 2, before take_events acknowledges the batch
         finally:
             emitter.close()

@@ -34,10 +34,6 @@ from meterline.policy.rules import EgressPolicy
 from meterline.policy.seal import Sealer, SealError
 from meterline.policy.sensitive import DEFAULT_KINDS, SensitiveScanner, redact
 from meterline.schemas import (
-    ANOMALY_SCHEMA_VERSION,
-    DEAD_LETTER_REASON_HEADER,
-    DEAD_LETTER_SOURCE_HEADER,
-    SCHEMA_VERSION_HEADER,
     Anomaly,
     AuditMessage,
     Envelope,
@@ -47,11 +43,12 @@ from meterline.schemas import (
     Topics,
 )
 
+from .anomaly.agent import send_anomaly, send_dead_letter
+
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 500
 BATCH_WITHIN_S = 0.2
-_ANOMALY_HEADERS = [(SCHEMA_VERSION_HEADER, ANOMALY_SCHEMA_VERSION.encode())]
 
 
 def breach_anomaly(envelope: Envelope) -> Anomaly | None:
@@ -120,8 +117,7 @@ def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> N
         log.warning("egress.body_key is not set: the sensitive-data scan is off")
         return
     sealer = Sealer(egress.body_key.get_secret_value())
-    policy = EgressPolicy(egress, {t.name: t.body_policy for t in settings.teams if t.body_policy},
-                          settings.gateway.audit_body_policy)
+    policy = EgressPolicy.from_settings(settings)
     scanner = SensitiveScanner(egress.sensitive.kinds or DEFAULT_KINDS)
     source = app.topic(topics.audit_messages, value_serializer="raw", key_serializer="raw")
     scans_topic, anomalies_topic = topics.message_scans, topics.anomalies
@@ -138,21 +134,14 @@ def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> N
                     record = AuditMessage.model_validate_json(message.value)
                     scan, anomaly = scan_message(record, scanner, sealer, policy)
                 except (ValidationError, SealError) as exc:
-                    where = f"{message.topic}[{message.partition}]@{message.offset}"
-                    reason = f"audit message unreadable: {type(exc).__name__}"
-                    log.warning("dead-lettering %s: %s", where, reason)
-                    deliveries.append(await producer.send(
-                        dead_letters_topic, message.key, message.value, None, None,
-                        [(DEAD_LETTER_REASON_HEADER, reason.encode()),
-                         (DEAD_LETTER_SOURCE_HEADER, where.encode())]))
+                    deliveries.append(await send_dead_letter(
+                        producer, dead_letters_topic, message,
+                        f"audit message unreadable: {type(exc).__name__}"))
                     continue
                 deliveries.append(await producer.send(
                     scans_topic, record.message_hash.encode(),
                     orjson.dumps(scan.model_dump(mode="json")), None, None, None))
                 if anomaly is not None:
-                    log.info("anomaly %s sensitive_data %s", anomaly.anomaly_id, anomaly.summary)
-                    deliveries.append(await producer.send(
-                        anomalies_topic, anomaly.anomaly_id.encode(),
-                        anomaly.model_dump_json().encode(), None, None, _ANOMALY_HEADERS))
+                    deliveries.append(await send_anomaly(producer, anomalies_topic, anomaly))
             for delivery in deliveries:
                 await delivery  # before take_events acknowledges the batch

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 _EVENT_HEADERS: list[tuple[str, str | bytes | None]] = [
     (SCHEMA_VERSION_HEADER, EVENT_SCHEMA_VERSION.encode())]
-_ANOMALY_HEADERS: list[tuple[str, str | bytes | None]] = [
+ANOMALY_HEADERS: list[tuple[str, str | bytes | None]] = [
     (SCHEMA_VERSION_HEADER, ANOMALY_SCHEMA_VERSION.encode())]
 FLUSH_TIMEOUT_S = 60.0
 
@@ -85,7 +85,7 @@ class BatchEmitter:
         self._produce(self._events, request_id, value, _EVENT_HEADERS)
 
     def anomaly(self, anomaly_id: bytes, value: bytes) -> None:
-        self._produce(self._anomalies, anomaly_id, value, _ANOMALY_HEADERS)
+        self._produce(self._anomalies, anomaly_id, value, ANOMALY_HEADERS)
 
     def dead_letter(self, key: bytes | None, value: bytes | None, reason: str,
                     source: str) -> None:

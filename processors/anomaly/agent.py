@@ -44,15 +44,14 @@ import faust
 import orjson
 
 from meterline.schemas import (
-    ANOMALY_SCHEMA_VERSION,
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
-    SCHEMA_VERSION_HEADER,
     Anomaly,
     Settings,
     Topics,
 )
 
+from ..emit import ANOMALY_HEADERS
 from .detectors import ProviderDetectors, TeamDetectors
 from .error_burst import ProviderTally, tally
 from .observation import Observation
@@ -64,7 +63,6 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.1
-_ANOMALY_HEADERS = [(SCHEMA_VERSION_HEADER, ANOMALY_SCHEMA_VERSION.encode())]
 
 
 def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) -> None:
@@ -124,16 +122,12 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
                 try:
                     found = observe(message.value, state)
                 except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
-                    deliveries.append(await _dead_letter(
+                    deliveries.append(await send_dead_letter(
                         producer, dead_letters_topic, message,
                         f"unreadable by the anomaly detectors: {exc!r}"))
                     continue
                 for anomaly in found:
-                    log.info("anomaly %s %s %s/%s: %s", anomaly.anomaly_id, anomaly.kind,
-                             anomaly.entity_kind, anomaly.entity, anomaly.summary)
-                    deliveries.append(await producer.send(
-                        anomalies_topic, anomaly.anomaly_id.encode(), encode_anomaly(anomaly),
-                        None, None, _ANOMALY_HEADERS))
+                    deliveries.append(await send_anomaly(producer, anomalies_topic, anomaly))
             state.flush()  # each changed key once, before the batch is acknowledged
             await asyncio.gather(*deliveries)
             await end_changelog_batches(producer, table, state.partitions_written)
@@ -154,11 +148,21 @@ def encode_anomaly(anomaly: Anomaly) -> bytes:
     return anomaly.model_dump_json().encode()
 
 
+async def send_anomaly(producer: Any, topic: str, anomaly: Anomaly) -> Any:
+    """Log a finding and send it with faust's producer; the delivery future to await."""
+    log.info("anomaly %s %s %s/%s: %s", anomaly.anomaly_id, anomaly.kind,
+             anomaly.entity_kind, anomaly.entity, anomaly.summary)
+    return await producer.send(topic, anomaly.anomaly_id.encode(), encode_anomaly(anomaly),
+                               None, None, ANOMALY_HEADERS)
+
+
 def _source(message: Any) -> str:
     return f"{message.topic}[{message.partition}]@{message.offset}"
 
 
-async def _dead_letter(producer: Any, topic: str, message: Any, reason: str) -> Any:
+async def send_dead_letter(producer: Any, topic: str, message: Any, reason: str) -> Any:
+    """Send ``message`` to the dead-letter topic with its reason and source position;
+    the delivery future to await."""
     source = _source(message)
     log.warning("dead-lettering %s: %s", source, reason)
     return await producer.send(topic, message.key, message.value, None, None,
