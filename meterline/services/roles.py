@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from meterline.schemas import Settings, Topics
+from meterline.schemas import Settings
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ def _run_faust(settings: Settings, group_id: str, create: Callable[[Settings], A
 
     from meterline.processors import wait_for_dead_members
 
-    topic = Topics(settings.kafka.topic_prefix).events  # one topic both faust groups consume
-    wait_for_dead_members(settings.kafka, group_id, topic)  # see processors/group.py
+    wait_for_dead_members(settings.kafka, group_id)  # see processors/group.py
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = create(settings)
     # faust's own INFO lines (rebalances, table recovery) are many: opt in when debugging
