@@ -3,8 +3,10 @@
 The surprise when spend becomes visible is often one developer holding 40% of
 a team's budget. ``ShareDetector.observe`` keeps the team's month-to-date
 spend and each user's, and finds a user whose share passes ``budget_share``
-once per user and month. A share early in the month is noise (one user's
-first morning is 100% of nothing), so it is judged only after
+once per user and month. Each call judges the team's top spender, so the
+finding does not depend on the order calls are processed in. A share early
+in the month is noise (one user's first morning is 100% of nothing), so it
+is judged only after
 ``share_min_month_days`` and ``share_min_team_spend_usd``, and only in teams
 with ``share_min_users`` active users.
 
@@ -62,22 +64,27 @@ class ShareDetector:
         found_users = list(stored.get("x", []))
         found: list[Anomaly] = []
         th = self._thresholds_for(obs.team)
-        share = users[obs.user] / total
+        # Judge the team's top spender, not only the caller: whether the team total
+        # crosses its floor on the heavy user's call or on a colleague's depends on
+        # the order calls are processed in (a backlog after a restart is read
+        # partition by partition), and the finding must not.
+        user = max(users, key=users.__getitem__)
+        share = users[user] / total
         elapsed_days = (obs.at - start).total_seconds() / 86400
-        if (obs.user not in found_users and share > th.budget_share
+        if (user not in found_users and share > th.budget_share
                 and total >= th.share_min_team_spend_usd and len(users) >= th.share_min_users
                 and elapsed_days >= th.share_min_month_days):
-            found_users.append(obs.user)
+            found_users.append(user)
             found.append(Anomaly.build(
                 kind="budget_share", severity="critical" if share >= 0.6 else "warning",
-                team=obs.team, entity_kind="user", entity=obs.user, unit="share",
+                team=obs.team, entity_kind="user", entity=user, unit="share",
                 observed=round(share, 4), expected=round(1 / max(len(users), 1), 4),
                 threshold=th.budget_share, window_start=start, window_end=end,
                 detected_at=obs.at,
-                summary=(f"user {obs.user} holds {share:.0%} of team {obs.team}'s {month} spend "
-                         f"so far (${users[obs.user]:,.2f} of ${total:,.2f}); "
+                summary=(f"user {user} holds {share:.0%} of team {obs.team}'s {month} spend "
+                         f"so far (${users[user]:,.2f} of ${total:,.2f}); "
                          f"alert above {th.budget_share:.0%}"),
-                evidence={"month": month, "user_usd": round(users[obs.user], 6),
+                evidence={"month": month, "user_usd": round(users[user], 6),
                           "team_usd": round(total, 6), "active_users": len(users)}))
         state[key] = {"t": total, "u": users, "x": found_users}
         return found
