@@ -199,7 +199,8 @@ class CredentialDetector:
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
         from detect_secrets.filters import heuristic
 
-        plugins_by_name = {cls.__name__: cls for cls in get_mapping_from_secret_type_to_class().values()}
+        plugin_classes: list[type[Any]] = list(get_mapping_from_secret_type_to_class().values())
+        plugins_by_name = {cls.__name__: cls for cls in plugin_classes}
         specs = {spec.kind: spec for spec in CREDENTIAL_KINDS}
         self._units = tuple(_build_unit(specs[kind], plugins_by_name) for kind in kinds)
         self._heuristic = heuristic
