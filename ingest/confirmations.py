@@ -13,7 +13,7 @@ must be seen, or those envelopes would be replayed needlessly), else from the
 end. When the broker restarts empty the topic is re-created, and the old
 positions may point past the new log's end or, worse, into it, skipping what
 the sink confirmed since; tansu does not answer OFFSET_OUT_OF_RANGE either.
-So every refresh compares the topic's id (``replay.topic_identity``) with the
+So every refresh compares the topic's id (``topic_identity``) with the
 one it had, and reads every partition again from the start when it changed
 (a position past the high watermark is the fallback when ids are unknown).
 A lost confirmation only costs a duplicate on replay.
@@ -33,10 +33,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from meterline.embedded.incarnation import topic_identity
 from meterline.schemas import SCHEMA_VERSION_HEADER, KafkaSettings, Topics
 from meterline.schemas.watermark import WATERMARK_SCHEMA_VERSION, decode_confirmations
 
-from .replay import topic_identity
 from .spool import Spool
 
 log = logging.getLogger(__name__)

@@ -27,9 +27,10 @@ import uuid
 from typing import TYPE_CHECKING, Literal
 
 import orjson
-from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from meterline.embedded.incarnation import topic_identity
 from meterline.schemas import KafkaSettings, Topics
 
 if TYPE_CHECKING:
@@ -42,18 +43,6 @@ HEALTH_TIMEOUT_S = 2.0
 STARTUP_CATCH_UP_S = 5.0
 BATCH = 500
 BrokerState = Literal["ok", "missing", "unreachable"]
-
-
-def topic_identity(admin: AdminClient, topic: str, timeout_s: float) -> str | None:
-    """The topic's id (KIP-516), which changes when a topic is deleted and re-created,
-    as every topic is when tansu restarts; None if unknown. Only for an existing topic:
-    tansu auto-creates any topic a metadata request names."""
-    try:
-        future = admin.describe_topics(TopicCollection([topic]),
-                                       request_timeout=timeout_s)[topic]
-        return str(future.result(timeout_s).topic_id)
-    except KafkaException:
-        return None
 
 
 class Replayer:

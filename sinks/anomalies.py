@@ -33,7 +33,6 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from meterline.schemas import (
@@ -45,8 +44,9 @@ from meterline.schemas import (
     check_schema_version,
 )
 
-from .consumer import collect_batch, commit_batch, consumer_config, store_until_done
+from .consumer import store_until_done
 from .errors import store_errors
+from .source import TopicSource
 
 log = logging.getLogger(__name__)
 
@@ -137,22 +137,20 @@ class AnomalySink:
         self._store = store
         self._writer = writer
         self._on_stored = on_stored
-        self._consumer = Consumer(consumer_config(kafka, group_id))
         self.stored = 0
         self.ready = threading.Event()
+        self._source = TopicSource(kafka, store, group_id=group_id, topic=self._topic,
+                                   name="anomaly sink", on_assign=lambda _: self.ready.set())
 
     def run(self, stop: threading.Event) -> None:
-        self._consumer.subscribe([self._topic], on_assign=lambda *_: self.ready.set())
+        self._source.open()
         try:
             while not stop.is_set():
-                batch = self._collect(stop)
+                batch = self._source.batch(stop)
                 if batch:
                     self._flush(batch, stop)
         finally:
-            self._consumer.close()
-
-    def _collect(self, stop: threading.Event) -> list[Any]:
-        return collect_batch(self._consumer, self._store, stop, "anomaly sink")
+            self._source.close()
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         anomalies = []
@@ -170,4 +168,4 @@ class AnomalySink:
                 self._on_stored(anomalies)
         if not store_until_done(store, stop, f"{len(anomalies)} anomalies"):
             return
-        commit_batch(self._consumer, batch)
+        self._source.commit(batch)

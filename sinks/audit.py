@@ -26,13 +26,13 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from confluent_kafka import Consumer
 from pydantic import ValidationError
 
 from meterline.schemas import KafkaSettings, MessageScan, Settings, StoreSettings, Topics
 
-from .consumer import collect_batch, commit_batch, consumer_config, store_until_done
+from .consumer import store_until_done
 from .errors import store_errors
+from .source import TopicSource
 
 log = logging.getLogger(__name__)
 
@@ -78,18 +78,19 @@ class AuditSink:
         self._topic = Topics(kafka.topic_prefix).message_scans
         self._store = store
         self._writer = writer
-        self._consumer = Consumer(consumer_config(kafka, f"{kafka.topic_prefix}-audit-sink"))
+        self._source = TopicSource(kafka, store, group_id=f"{kafka.topic_prefix}-audit-sink",
+                                   topic=self._topic, name="audit sink")
         self.findings = 0
 
     def run(self, stop: threading.Event) -> None:
-        self._consumer.subscribe([self._topic])
+        self._source.open()
         try:
             while not stop.is_set():
-                batch = collect_batch(self._consumer, self._store, stop, "audit sink")
+                batch = self._source.batch(stop)
                 if batch:
                     self._flush(batch, stop)
         finally:
-            self._consumer.close()
+            self._source.close()
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         scans = []
@@ -104,7 +105,7 @@ class AuditSink:
             self.findings += self._writer.write(scans)
         if not store_until_done(store, stop, f"{len(scans)} message scans"):
             return
-        commit_batch(self._consumer, batch)
+        self._source.commit(batch)
 
 
 def run_audit_sink(settings: Settings, stop: threading.Event) -> None:

@@ -1,13 +1,18 @@
-"""Single-machine infrastructure: the embedded broker and the process supervisor."""
+"""Single-machine infrastructure: the embedded broker, the process supervisor, and the
+topic-id check every consumer runs because that broker comes back empty."""
 
 from .broker import EmbeddedBroker, create_topics, free_port, wait_for_port
+from .incarnation import BrokerUnreachable, TopicIncarnations, topic_identity
 from .supervisor import ManagedProcess, Supervisor
 
 __all__ = [
+    "BrokerUnreachable",
     "EmbeddedBroker",
     "ManagedProcess",
     "Supervisor",
+    "TopicIncarnations",
     "create_topics",
     "free_port",
+    "topic_identity",
     "wait_for_port",
 ]
