@@ -40,6 +40,7 @@ from .egress import breach_anomaly, register_scan_agent
 from .emit import BatchEmitter
 from .enrich import Directory, encode_event_row, event_row
 from .errors import PoisonMessage
+from .incarnation import guard_commits
 from .price_book import PriceBook
 from .validate import parse_envelope
 
@@ -107,6 +108,7 @@ def create_worker_app(settings: Settings, *, web_port: int | None = None) -> fau
     topics = Topics(settings.kafka.topic_prefix)
     app = faust_app(settings, worker_app_id(settings), web_port)
     envelopes = app.topic(topics.envelopes, value_serializer="raw", key_serializer="raw")
+    guard_commits(app, settings.kafka, [topics.envelopes])
     directory = Directory(settings)
     book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
 
@@ -152,4 +154,5 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     topics = Topics(settings.kafka.topic_prefix)
     register_anomaly_agents(app, settings, topics)
     register_scan_agent(app, settings, topics)
+    guard_commits(app, settings.kafka, [topics.events])
     return app

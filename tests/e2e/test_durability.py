@@ -193,12 +193,6 @@ def bounced_pipeline(tmp_path: Path, own_broker: EmbeddedBroker,
     running.stop()
 
 
-# Not strict: with the producer fixes below it passes in some runs (2 of 6 measured).
-@pytest.mark.xfail(strict=False, reason=(
-    "issue 4, open: the faust roles do not survive a tansu restart (docs/durability.md, known "
-    "defects): faust keeps its read position in the old log and skips the re-created log's "
-    "first offsets. Fixed here: the processors' idempotent producers refused with "
-    "UnknownProducerId, and the gateway's poll thread dying on a fatal error"))
 def test_broker_restart_mid_traffic_every_call_answered_and_stored_once(
         bounced_pipeline: Pipeline, own_broker: EmbeddedBroker) -> None:
     pipeline = bounced_pipeline
