@@ -36,6 +36,7 @@ from meterline.schemas import Settings, Topics
 
 from .anomaly import register_anomaly_agents
 from .anomaly.agent import encode_anomaly
+from .continuity import OffsetContinuity
 from .egress import breach_anomaly, register_scan_agent
 from .emit import BatchEmitter
 from .enrich import Directory, encode_event_row, event_row
@@ -109,6 +110,7 @@ def create_worker_app(settings: Settings, *, web_port: int | None = None) -> fau
     app = faust_app(settings, worker_app_id(settings), web_port)
     envelopes = app.topic(topics.envelopes, value_serializer="raw", key_serializer="raw")
     guard_commits(app, settings.kafka, [topics.envelopes])
+    continuity = OffsetContinuity(app)
     directory = Directory(settings)
     book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
 
@@ -119,6 +121,7 @@ def create_worker_app(settings: Settings, *, web_port: int | None = None) -> fau
             async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
                 for event in batch:
                     message = event.message
+                    continuity.check(message)
                     value: bytes = message.value
                     try:
                         envelope = parse_envelope(value)

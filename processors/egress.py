@@ -44,6 +44,7 @@ from meterline.schemas import (
 )
 
 from .anomaly.agent import send_anomaly, send_dead_letter
+from .continuity import OffsetContinuity
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> N
     scans_topic, anomalies_topic = topics.message_scans, topics.anomalies
     dead_letters_topic = topics.dead_letters
 
+    continuity = OffsetContinuity(app)
+
     @app.agent(source)
     async def scan_audit_messages(stream: Any) -> None:
         producer = app.producer
@@ -130,6 +133,7 @@ def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> N
             deliveries = []
             for event in batch:
                 message = event.message
+                continuity.check(message)
                 try:
                     record = AuditMessage.model_validate_json(message.value)
                     scan, anomaly = scan_message(record, scanner, sealer, policy)

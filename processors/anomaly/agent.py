@@ -51,6 +51,7 @@ from meterline.schemas import (
     Topics,
 )
 
+from ..continuity import OffsetContinuity
 from ..emit import ANOMALY_HEADERS
 from .detectors import ProviderDetectors, TeamDetectors
 from .error_burst import ProviderTally, tally
@@ -82,6 +83,7 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     team_state = app.Table("anomaly-team", partitions=partitions, schema=json_schema)
     provider_state = app.Table("anomaly-provider", partitions=partitions, schema=json_schema)
+    continuity = OffsetContinuity(app)
     team_detectors = TeamDetectors(settings)
     provider_detectors = ProviderDetectors(settings)
 
@@ -95,6 +97,7 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
                 observations = []
                 for event in batch:
                     message = event.message
+                    continuity.check(message)
                     try:
                         observation = Observation.from_row(orjson.loads(message.value))
                     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
@@ -118,6 +121,7 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
             deliveries = []
             for event in batch:
                 message = event.message
+                continuity.check(message)
                 state.partition = message.partition
                 try:
                     found = observe(message.value, state)

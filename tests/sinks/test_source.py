@@ -41,7 +41,7 @@ def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
 
 
 def _read(source: TopicSource, count: int, timeout_s: float = 30) -> list[bytes]:
-    stop, values = threading.Event(), []
+    stop, values = threading.Event(), list[bytes]()
     deadline = time.monotonic() + timeout_s
     while len(values) < count and time.monotonic() < deadline:
         batch = source.batch(stop)
