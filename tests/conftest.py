@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from meterline.embedded import EmbeddedBroker, create_topics
+from meterline.embedded import EmbeddedBroker, create_topics, free_port
 from meterline.schemas import ClickHouseSettings, Topics
 from meterline.simulator import create_provider_app
 from meterline.sinks import connect, migrate
@@ -30,6 +30,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.start()
     yield embedded.bootstrap_servers
     embedded.stop()
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker of this test's own, on a fixed port, so the test may stop and restart it
+    (memory storage: it comes back empty)."""
+    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker.start()
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

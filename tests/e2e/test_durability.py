@@ -175,14 +175,6 @@ def assert_books(pipeline: Pipeline, served: dict[str, tuple[str, str]]) -> None
     assert books["balanced"], books
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own on a fixed port, so it can be stopped and started again."""
-    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    yield broker
-    broker.stop()
-
 
 @pytest.fixture
 def bounced_pipeline(tmp_path: Path, own_broker: EmbeddedBroker,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,14 +57,6 @@ def read_request_ids(bootstrap: str, topic: str, expected: int, timeout_s: float
         consumer.close()
     return ids
 
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own, on a fixed port, so the test may stop and restart it."""
-    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def test_every_envelope_delivered_then_confirmed_and_truncated(

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from meterline.embedded import EmbeddedBroker, TopicIncarnations, create_topics, free_port
+from meterline.embedded import EmbeddedBroker, TopicIncarnations, create_topics
 from meterline.schemas import KafkaSettings, StoreSettings
 from meterline.sinks import TopicSource
 from tests.harness import unique_prefix
 
 STORE = StoreSettings(max_batch_size=500, max_batch_time_s=0.2)
 
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    broker = EmbeddedBroker(port=free_port(), log_path=tmp_path / "tansu.log")
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
