@@ -133,24 +133,16 @@ class AnomalySink:
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: AnomalyWriter, *,
                  on_stored: Callable[[list[Anomaly]], None] | None = None,
                  group_id: str = "meterline-anomaly-sink") -> None:
-        self._topic = Topics(kafka.topic_prefix).anomalies
-        self._store = store
         self._writer = writer
         self._on_stored = on_stored
         self.stored = 0
         self.ready = threading.Event()
-        self._source = TopicSource(kafka, store, group_id=group_id, topic=self._topic,
-                                   name="anomaly sink", on_assign=lambda _: self.ready.set())
+        self._source = TopicSource(kafka, store, group_id=group_id,
+                                   topic=Topics(kafka.topic_prefix).anomalies, name="anomaly sink",
+                                   on_assign=lambda _: self.ready.set())
 
     def run(self, stop: threading.Event) -> None:
-        self._source.open()
-        try:
-            while not stop.is_set():
-                batch = self._source.batch(stop)
-                if batch:
-                    self._flush(batch, stop)
-        finally:
-            self._source.close()
+        self._source.run(stop, self._flush)
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         anomalies = []

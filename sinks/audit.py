@@ -75,22 +75,14 @@ class AuditSink:
     """Consumes the message-scans topic into ClickHouse (see the module docstring)."""
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: AuditWriter) -> None:
-        self._topic = Topics(kafka.topic_prefix).message_scans
-        self._store = store
         self._writer = writer
         self._source = TopicSource(kafka, store, group_id=f"{kafka.topic_prefix}-audit-sink",
-                                   topic=self._topic, name="audit sink")
+                                   topic=Topics(kafka.topic_prefix).message_scans,
+                                   name="audit sink")
         self.findings = 0
 
     def run(self, stop: threading.Event) -> None:
-        self._source.open()
-        try:
-            while not stop.is_set():
-                batch = self._source.batch(stop)
-                if batch:
-                    self._flush(batch, stop)
-        finally:
-            self._source.close()
+        self._source.run(stop, self._flush)
 
     def _flush(self, batch: list[Any], stop: threading.Event) -> None:
         scans = []

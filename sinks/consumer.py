@@ -41,12 +41,10 @@ class EventSink:
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: EventWriter, *,
                  group_id: str = "", publish_watermarks: bool = True) -> None:
-        self._topic = Topics(kafka.topic_prefix).events
-        self._store = store
         self._writer = writer
         # scoped by the topic prefix like the faust groups: ``meterline-sink`` by default
         self._source = TopicSource(kafka, store, group_id=group_id or f"{kafka.topic_prefix}-sink",
-                                   topic=self._topic, name="sink",
+                                   topic=Topics(kafka.topic_prefix).events, name="sink",
                                    on_assign=lambda _: self.ready.set())
         self.consumed = 0
         self.written = 0
@@ -54,14 +52,9 @@ class EventSink:
         self._watermarks = WatermarkPublisher(kafka) if publish_watermarks else None
 
     def run(self, stop: threading.Event) -> None:
-        self._source.open()
         try:
-            while not stop.is_set():
-                batch = self._source.batch(stop)
-                if batch:
-                    self._flush(batch, stop)
+            self._source.run(stop, self._flush)
         finally:
-            self._source.close()
             if self._watermarks is not None:
                 self._watermarks.close()
 

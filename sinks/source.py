@@ -52,7 +52,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
 class TopicSource:
     """One sink's consumer of ``topic`` in group ``group_id``; ``name`` labels its log lines.
 
-    Used from the sink's one thread: open, then batch/commit in turns, then close.
+    Used from the sink's one thread: ``run``, or open, then batch/commit in turns, then close.
     """
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, *, group_id: str, topic: str,
@@ -79,6 +79,22 @@ class TopicSource:
 
     def close(self) -> None:
         self._consumer.close()
+
+    def run(self, stop: threading.Event,
+            flush: Callable[[list[Any], threading.Event], None]) -> None:
+        """Open, hand each non-empty batch to ``flush`` until ``stop`` is set, then close.
+
+        ``flush`` stores the batch and calls ``commit`` when it is durable; it
+        may return without committing (``stop`` set while ClickHouse refused).
+        """
+        self.open()
+        try:
+            while not stop.is_set():
+                batch = self.batch(stop)
+                if batch:
+                    flush(batch, stop)
+        finally:
+            self.close()
 
     def _assigned(self, _consumer: Any, partitions: list[TopicPartition]) -> None:
         log.info("%s assigned %s", self._name,
