@@ -55,19 +55,24 @@ class TopicIncarnations:
         self._admin = AdminClient({**kafka.as_librdkafka(), "log_level": 3})
         self._ids: dict[str, str] = {}
 
-    def _current(self, topics: Iterable[str]) -> dict[str, str | None]:
+    def _current(self, topics: list[str]) -> dict[str, str | None]:
         """Each topic's id now; None for a topic that does not exist (not created by asking)."""
+        if not topics:
+            return {}
         try:
             existing = set(self._admin.list_topics(timeout=CHECK_TIMEOUT_S).topics)
         except KafkaException as exc:
             raise BrokerUnreachable(str(exc)) from exc
-        current: dict[str, str | None] = {}
-        for topic in topics:
-            topic_id = topic_identity(self._admin, topic, CHECK_TIMEOUT_S) if topic in existing \
-                else None
-            if topic in existing and topic_id is None:
-                raise BrokerUnreachable(f"no id for {topic}")
-            current[topic] = topic_id
+        present = [topic for topic in topics if topic in existing]
+        current: dict[str, str | None] = {topic: None for topic in topics}
+        if present:  # one request for all of them
+            futures = self._admin.describe_topics(TopicCollection(present),
+                                                  request_timeout=CHECK_TIMEOUT_S)
+            try:
+                current.update({topic: str(future.result(CHECK_TIMEOUT_S).topic_id)
+                                for topic, future in futures.items()})
+            except KafkaException as exc:
+                raise BrokerUnreachable(str(exc)) from exc
         return current
 
     def remember(self, topics: Iterable[str]) -> None:
