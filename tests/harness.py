@@ -18,7 +18,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import uvicorn
 import yaml
@@ -44,6 +44,34 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
             return last
         time.sleep(interval_s)
     raise AssertionError(f"{message} not reached in {timeout_s}s (last value: {last!r})")
+
+
+class CallerThreads:
+    """``threads`` daemon threads, each running ``call_until_stopped(index)`` while the
+    with-block runs; ``stopping`` turns true when it exits. Subclasses record the calls."""
+
+    def __init__(self, threads: int, join_timeout_s: float) -> None:
+        self._stop = threading.Event()
+        self._join_timeout_s = join_timeout_s
+        self._threads = [threading.Thread(target=self.call_until_stopped, args=(i,), daemon=True)
+                         for i in range(threads)]
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def call_until_stopped(self, index: int) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self._join_timeout_s)
 
 
 class ThreadedServer:

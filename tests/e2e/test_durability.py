@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from meterline.embedded import EmbeddedBroker, create_topics, free_port, wait_for_port
 from meterline.schemas import Topics
 from meterline.sinks import remote_job
-from tests.harness import Pipeline, Role, wait_until, write_config
+from tests.harness import CallerThreads, Pipeline, Role, wait_until, write_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -104,29 +104,20 @@ class Client:
         self._http.close()
 
 
-class Traffic(Client):
+class Traffic(Client, CallerThreads):
     """``threads`` callers back to back until the block exits."""
 
     def __init__(self, gateway_url: str, key: str, threads: int = 2) -> None:
-        super().__init__(gateway_url, key)
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
-
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
+        Client.__init__(self, gateway_url, key)
+        CallerThreads.__init__(self, threads, join_timeout_s=60)
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
+        super().__exit__(*exc)
         self.close()
 
-    def _run(self, index: int) -> None:
+    def call_until_stopped(self, index: int) -> None:
         n = index
-        while not self._stop.is_set():
+        while not self.stopping:
             self.call(n)
             n += len(self._threads)
 

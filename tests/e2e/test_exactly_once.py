@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from meterline.sinks import remote_job
-from tests.harness import Pipeline, wait_until
+from tests.harness import CallerThreads, Pipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -31,35 +31,23 @@ CALLS = [
 ]
 
 
-class Traffic:
+class Traffic(CallerThreads):
     """Threads sending calls through the gateway until stopped; records what was served."""
 
     def __init__(self, gateway_url: str, key: str, threads: int = 3) -> None:
+        super().__init__(threads, join_timeout_s=30)
         self._url = gateway_url
         self._key = key
-        self._stop = threading.Event()
         self._lock = threading.Lock()
         self.served: set[str] = set()
         self.failures = 0
-        self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
-                         for i in range(threads)]
 
-    def __enter__(self) -> Traffic:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _run(self, index: int) -> None:
+    def call_until_stopped(self, index: int) -> None:
         headers = {"authorization": f"Bearer {self._key}", "x-api-key": self._key,
                    "anthropic-version": "2023-06-01"}
         with httpx.Client(base_url=self._url, headers=headers, timeout=30) as client:
             n = index
-            while not self._stop.is_set():
+            while not self.stopping:
                 path, body = CALLS[n % len(CALLS)]
                 n += 1
                 response = client.post(path, json=body)
