@@ -12,6 +12,9 @@
 4. Claim it in the ledger (``alerts_ledger``: at most one sender per alert),
    post it to the team's webhook with retries, record ``sent``, or on failure
    ``failed``, which leaves it for the next check.
+   A team without a usable webhook (``alerts_config``) gets no claim: the
+   alert is recorded once as ``undelivered`` with the reason, and is sent by
+   the first check after a webhook is configured.
 
 A failure to deliver one alert does not stop the others. ClickHouse being
 unavailable (``sinks.StoreUnavailable``) ends the pass; the scheduled job logs
@@ -69,8 +72,8 @@ class AlertOutcome:
 class BudgetAlerts:
     """Budget alerts over one ClickHouse database. Construct once; ``check`` from any thread.
 
-    The constructor validates every destination (``AlertConfigError``), so a
-    bad webhook fails start-up rather than a send.
+    The constructor resolves every destination; with ``budgets.require_webhooks``
+    a missing or bad webhook fails start-up (``AlertConfigError``) rather than a send.
     """
 
     def __init__(self, client: Any, database: str, settings: Settings, *,
@@ -79,8 +82,10 @@ class BudgetAlerts:
         self._database = database
         self._settings = settings
         self._clock = clock or (lambda: datetime.now(UTC))
+        destinations = alert_destinations(settings)
         self._webhooks = {team: SlackWebhook(url, settings.budgets)
-                          for team, url in alert_destinations(settings).items()}
+                          for team, url in destinations.urls.items()}
+        self._undeliverable = destinations.undeliverable
         self._ledger = AlertLedger(client, database, settle_s=settings.budgets.claim_settle_s,
                                    timeout_s=settings.budgets.claim_timeout_s)
         self.budgets = budgets_from(settings)
@@ -154,7 +159,12 @@ class BudgetAlerts:
 
         webhook = self._webhooks.get(budget.team.name)
         if webhook is None:
-            return outcome("no_destination")
+            reason = self._undeliverable.get(budget.team.name, "no webhook")
+            if not dry_run and not statuses[primary.key].undelivered:
+                self._ledger.record_undelivered(primary, assessment.spend.period_usd,
+                                                budget.budget_usd, reason)
+                log.warning("budget alert %s not delivered: %s", primary.key, reason)
+            return outcome("no_destination", error=reason)
         if dry_run:
             return outcome("would_send")
         if statuses[primary.key].live_claims:

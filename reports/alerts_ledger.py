@@ -54,7 +54,7 @@ from .budget_rules import Scope
 
 log = logging.getLogger(__name__)
 
-State = Literal["claimed", "sent", "failed", "yielded", "superseded"]
+State = Literal["claimed", "sent", "failed", "yielded", "superseded", "undelivered"]
 _DONE: frozenset[str] = frozenset({"sent", "superseded"})
 _RESOLVES_CLAIM: frozenset[str] = frozenset({"sent", "failed", "yielded"})
 _COLUMNS = ["alert_key", "scope", "subject", "team", "period", "alert", "claimant", "state",
@@ -82,6 +82,8 @@ class KeyStatus:
 
     done: bool = False
     live_claims: tuple[tuple[datetime, str], ...] = ()
+    #: An ``undelivered`` row exists: the alert came due while its team had no webhook.
+    undelivered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,9 @@ class AlertLedger:
                           if state == "claimed" and claimant not in resolved
                           and (now - recorded_at).total_seconds() < self._timeout_s)
             statuses[key] = KeyStatus(done=any(state in _DONE for _, state, _ in entries),
-                                      live_claims=tuple(live))
+                                      live_claims=tuple(live),
+                                      undelivered=any(state == "undelivered"
+                                                      for _, state, _ in entries))
         return statuses
 
     def claim(self, ref: AlertRef, spend_usd: Decimal, budget_usd: Decimal,
@@ -157,6 +161,15 @@ class AlertLedger:
     def record_failed(self, claim: Claim, reason: str) -> None:
         """Delivery gave up: release the claim so a later check retries."""
         self._append(claim, [claim.ref], "failed", reason)
+
+    def record_undelivered(self, ref: AlertRef, spend_usd: Decimal, budget_usd: Decimal,
+                           reason: str) -> None:
+        """The alert is due but its team has no usable webhook: say so once, send nothing.
+
+        Not a claim and not done: once a webhook is configured, the next check
+        claims and sends the alert as usual.
+        """
+        self._append(Claim(ref, "", spend_usd, budget_usd), [ref], "undelivered", reason)
 
     def _append(self, claim: Claim, refs: Iterable[AlertRef], state: State,
                 detail: str = "") -> None:

@@ -238,6 +238,9 @@ class BudgetSettings(_Section):
     claim_settle_s: float = Field(2.0, ge=0)
     #: A claim not followed by "sent" or "failed" this long is presumed dead and retried.
     claim_timeout_s: float = Field(900.0, gt=0)
+    #: Production setting: a team with a budget whose webhook is unset or unusable stops
+    #: start-up. Off (the default), its alerts are recorded as not delivered and the rest runs.
+    require_webhooks: bool = False
 
     @field_validator("thresholds")
     @classmethod

@@ -199,17 +199,19 @@ async def activity(reader: StoreReader, viewer: Viewer, filters: Filters) -> Pag
         "SELECT toString(window_start) AS window_start_utc, kind, severity, team, user, key_id, repo, "
         "model, cost_usd, summary FROM anomalies FINAL "
         f"WHERE {scoped.bounds('window_start')}{team_only} ORDER BY window_start DESC LIMIT 200",
-        "SELECT toString(recorded_at) AS sent_at_utc, team, scope, subject, period, alert, "
-        f"spend_usd, budget_usd FROM budget_alerts WHERE state = 'sent' "
+        "SELECT toString(recorded_at) AS recorded_at_utc, team, scope, subject, period, alert, "
+        "if(state = 'sent', 'sent', concat('not delivered: ', detail)) AS delivery, "
+        f"spend_usd, budget_usd FROM budget_alerts WHERE state IN ('sent', 'undelivered') "
         f"AND {scoped.bounds('recorded_at')}{team_only} ORDER BY recorded_at DESC LIMIT 200",
     ])
     return Page([
         table_from_rows("anomalies", "Anomalies", anomalies,
                         ["window_start_utc", "kind", "severity", "team", "user", "key_id", "repo",
                          "model", "cost_usd", "summary"], money_columns=["cost_usd"]),
-        table_from_rows("alerts", "Budget alerts sent", alerts,
-                        ["sent_at_utc", "team", "scope", "subject", "period", "alert", "spend_usd",
-                         "budget_usd"], money_columns=["spend_usd", "budget_usd"]),
+        table_from_rows("alerts", "Budget alerts", alerts,
+                        ["recorded_at_utc", "team", "scope", "subject", "period", "alert",
+                         "delivery", "spend_usd", "budget_usd"],
+                        money_columns=["spend_usd", "budget_usd"]),
     ], {}, {})
 
 

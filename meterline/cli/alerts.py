@@ -15,9 +15,14 @@ Where the data is decides how it runs (as ``meterline report chargeback``):
 - Embedded chdb and no store running: open the data here, applying pending
   migrations as the store would at start-up.
 
+An alert whose team has no usable webhook prints as ``not delivered`` with the
+reason (``no webhook: $SLACK_WEBHOOK_DATA is not set``); it is recorded, not a
+failure. A dry run never needs a webhook.
+
 Exit status: 0 done (nothing failed), 1 an alert could not be delivered, the
-store was unavailable, or its job failed or is not offered, 2 the alert configuration is unusable (missing
-webhook secret, malformed URL), reported before anything is opened.
+store was unavailable, or its job failed or is not offered, 2 the alert
+configuration is unusable under ``budgets.require_webhooks`` (missing webhook
+secret, malformed URL), reported before anything is opened.
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ def run_check_command(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"meterline alerts check: --at {exc}", file=sys.stderr)
         return 2
+    if args.dry_run:  # a dry run sends nothing, so it never needs a webhook
+        settings = settings.model_copy(update={"budgets": settings.budgets.model_copy(
+            update={"require_webhooks": False})})
     try:
         alert_destinations(settings)
     except AlertConfigError as exc:
@@ -92,6 +100,10 @@ def run_check_command(args: argparse.Namespace, settings: Settings) -> int:
     return print_result(result, sys.stdout)
 
 
+#: How a status reads in the command's output, where its name is not plain enough.
+_SHOWN_STATUS = {"no_destination": "not delivered"}
+
+
 def print_result(result: dict[str, Any], out: TextIO) -> int:
     """One line per alert, and in a dry run the payload that would be posted; the exit status."""
     from meterline.reports.alerts_message import percent, usd
@@ -101,12 +113,13 @@ def print_result(result: dict[str, Any], out: TextIO) -> int:
     out.write(f"{'dry run' if dry_run else 'check'} at {result['now']}: {result['budgets']} "
               f"budgets, {len(outcomes)} alerts due\n")
     for outcome in outcomes:
-        line = (f"{outcome['status']:<14} {outcome['key']}  {usd(Decimal(outcome['spend_usd']))} "
+        status = _SHOWN_STATUS.get(outcome["status"], outcome["status"])
+        line = (f"{status:<14} {outcome['key']}  {usd(Decimal(outcome['spend_usd']))} "
                 f"of {usd(Decimal(outcome['budget_usd']))} ({percent(Decimal(outcome['used']))})")
         if outcome["superseded"]:
             line += f"  covers {', '.join(outcome['superseded'])}"
         if outcome["error"]:
-            line += f"  error: {outcome['error']}"
+            line += f"  {'' if outcome['status'] == 'no_destination' else 'error: '}{outcome['error']}"
         out.write(line + "\n")
         if dry_run:
             out.write(json.dumps(outcome["payload"], indent=2) + "\n")

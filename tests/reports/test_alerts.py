@@ -221,3 +221,28 @@ def test_dry_run_reports_without_claiming_or_sending(
     assert [o.status for o in alerts.check(NOV_10)] == ["sent"]
     assert alerts.check(NOV_10, dry_run=True) == []
 
+
+
+def test_without_a_webhook_the_alert_is_recorded_once_then_sent_when_one_is_set(
+        clickhouse: tuple[Any, str], slack: SlackStub) -> None:
+    configured = alert_settings(slack.url)
+    team = configured.teams[0].model_copy(update={"slack_webhook": None,
+                                                   "slack_webhook_env": "SLACK_WEBHOOK_PLATFORM"})
+    missing = configured.model_copy(update={"teams": [team]})
+    spend(clickhouse, missing, 85, NOV_10 - timedelta(hours=2))
+
+    alerts = BudgetAlerts(*clickhouse, missing)
+    (outcome,) = alerts.check(NOV_10)
+    assert (outcome.status, outcome.error) == ("no_destination",
+                                               "no webhook: $SLACK_WEBHOOK_PLATFORM is not set")
+    (again,) = alerts.check(NOV_10 + timedelta(minutes=5))
+    assert again.status == "no_destination"
+    client, database = clickhouse
+    assert client.query(f"SELECT alert_key, state, detail FROM {database}.budget_alerts"
+                        ).result_rows == [("team:platform:2026-11:80%", "undelivered",
+                                           "no webhook: $SLACK_WEBHOOK_PLATFORM is not set")]
+    assert slack.payloads == []
+
+    (sent,) = BudgetAlerts(*clickhouse, configured).check(NOV_10 + timedelta(minutes=10))
+    assert sent.status == "sent" and len(slack.payloads) == 1
+    assert [state for _, state in ledger_rows(clickhouse)] == ["undelivered", "claimed", "sent"]

@@ -1,4 +1,4 @@
-"""Budget-alert configuration: bad webhooks and missing secrets fail at start-up."""
+"""Budget-alert configuration: a missing webhook is recorded, and fails start-up only when strict."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from meterline.reports import AlertConfigError, create_scheduler, register_alert_job
+from meterline.reports.alerts_config import alert_destinations
 from meterline.schemas import BudgetSettings, Settings, TeamSettings, load_settings
 from tests.harness import REPO_ROOT
 
@@ -29,9 +30,12 @@ TEAMS: list[dict[str, object]] = [
 ]
 
 
-def test_missing_secret_and_malformed_url_are_reported_together_at_start_up(
+STRICT = {"budgets": {"require_webhooks": True}}
+
+
+def test_strict_missing_secret_and_malformed_url_are_reported_together_at_start_up(
         tmp_path: Path) -> None:
-    settings = load_settings(write_config(tmp_path / "meterline.yaml", TEAMS),
+    settings = load_settings(write_config(tmp_path / "meterline.yaml", TEAMS, **STRICT),
                              environ={"PAYMENTS_SLACK": "hooks.slack.com/services/T/B/x"})
     scheduler = create_scheduler(settings)
     with pytest.raises(AlertConfigError) as caught:
@@ -77,12 +81,44 @@ def test_settings_refuse_bad_thresholds_webhooks_and_timeouts() -> None:
         Decimal("0.5"), Decimal("1")]
 
 
-def test_cli_exits_2_with_the_problem_before_touching_the_store(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "meterline.yaml", TEAMS[:1])
-    result = subprocess.run(
+def test_lenient_by_default_teams_without_webhooks_are_named_and_the_rest_runs(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = load_settings(write_config(tmp_path / "meterline.yaml", TEAMS),
+                             environ={"PAYMENTS_SLACK": "hooks.slack.com/services/T/B/x"})
+    scheduler = create_scheduler(settings)
+    with caplog.at_level("WARNING"):
+        alerts = register_alert_job(scheduler, settings, client=None)
+    assert alerts is not None and len(alerts.budgets) == 2
+    assert [job.id for job in scheduler.get_jobs()] == ["budget-alerts"]
+    warnings = [record.getMessage() for record in caplog.records]
+    assert any("budget alerts not delivered: teams.0 (platform)" in line
+               and "$PLATFORM_SLACK" in line for line in warnings), warnings
+    assert any("teams.1 (payments)" in line for line in warnings), warnings
+    assert not any("hooks.slack.com/services/T/B/x" in line for line in warnings)
+    destinations = alert_destinations(settings)
+    assert destinations.urls == {}
+    assert destinations.undeliverable == {
+        "platform": "no webhook: $PLATFORM_SLACK is not set",
+        "payments": "webhook unusable: the URL in $PAYMENTS_SLACK is not an absolute http(s) URL"}
+
+
+def run_cli(tmp_path: Path, config: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "meterline.cli.main", "--config", config, "alerts", "check",
-         "--dry-run"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+         *args], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+
+
+def test_a_dry_run_never_needs_a_webhook_even_when_strict(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "meterline.yaml", TEAMS[:1], **STRICT)
+    result = run_cli(tmp_path, config, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "dry run at" in result.stdout and "1 budgets" in result.stdout
+
+
+def test_strict_cli_exits_2_with_the_problem_before_touching_the_store(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "meterline.yaml", TEAMS[:1], **STRICT)
+    result = run_cli(tmp_path, config)
     assert result.returncode == 2, result.stderr
     assert "$PLATFORM_SLACK, which is not set" in result.stderr
     assert "Traceback" not in result.stderr
