@@ -1,14 +1,21 @@
 # One image for every Meterline role; the compose file picks the role per service.
+#
+# The image holds what the package declares and nothing picked by hand: the
+# build stage copies the whole context (filtered by .dockerignore) and builds
+# the wheel; the runtime stage installs that wheel alone. A stage folder added
+# to the package is in the wheel without an edit here, and one the package
+# lacks fails at build time, not at import in production.
+# tests/test_packaging.py runs this build stage's `pip wheel` command on a clean
+# clone filtered by .dockerignore and imports every module from the result.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir dist .
+
 FROM python:3.11-slim
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY meterline ./meterline
-COPY schemas ./schemas
-COPY ingest ./ingest
-COPY processors ./processors
-COPY sinks ./sinks
-COPY reports ./reports
-RUN pip install --no-cache-dir .
+COPY --from=build /src/dist/ /tmp/dist/
+RUN pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist
 COPY meterline.yaml /etc/meterline/meterline.yaml
 ENV METERLINE_CONFIG=/etc/meterline/meterline.yaml
 ENTRYPOINT ["meterline"]
