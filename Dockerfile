@@ -10,7 +10,8 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir dist .
+# (no --no-cache-dir: this stage is discarded, and its cache keeps rebuilds quick)
+RUN pip wheel --no-deps --wheel-dir dist .
 
 FROM python:3.11-slim
 WORKDIR /app
