@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, cast
 
 from meterline.schemas import Settings, Surface
@@ -70,6 +71,8 @@ class GatewayApp:
         self.emitter = emitter
         self.metrics = GatewayMetrics()
         self.metrics.attach_emitter(emitter)
+        if settings.gateway.roles_state_file:
+            self.metrics.attach_roles(Path(settings.gateway.roles_state_file))
         self._attach_delivery_metrics()
         self.gate = EgressGate(settings)
         self.proxy = Proxy(settings.gateway, KeyRing(settings.keys, settings.keys_file),

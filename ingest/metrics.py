@@ -8,7 +8,10 @@ increment each); the envelope figures are read from the emitter only when
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -41,6 +44,32 @@ class _EmitterCollector(Collector):
             yield GaugeMetricFamily("meterline_envelopes_queued",
                                     "Envelopes produced but not yet acknowledged by the broker",
                                     value=pending())
+
+
+class RolesCollector(Collector):
+    """The sibling roles of ``meterline up``, read from its supervisor's state file.
+
+    Read at scrape time only. A missing or half-written file yields nothing
+    (the supervisor replaces it atomically, so that is a start-up instant).
+    """
+
+    def __init__(self, state_path: Path) -> None:
+        self._state_path = state_path
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        try:
+            state = orjson.loads(self._state_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return
+        restarts = CounterMetricFamily("meterline_role_restarts",
+                                       "Times `meterline up` restarted a role that died", labels=["role"])
+        running = GaugeMetricFamily("meterline_role_up", "1 when the role's process is running",
+                                    labels=["role"])
+        for role, figures in sorted(state.items()):
+            restarts.add_metric([role], figures.get("restarts", 0))
+            running.add_metric([role], 1 if figures.get("running") else 0)
+        yield restarts
+        yield running
 
 
 class GatewayMetrics:
@@ -88,3 +117,7 @@ class GatewayMetrics:
 
     def attach_emitter(self, emitter: Any) -> None:
         self.registry.register(_EmitterCollector(emitter))
+
+    def attach_roles(self, state_path: Path) -> None:
+        """Export the role restarts of the ``up`` this gateway runs under."""
+        self.registry.register(RolesCollector(state_path))

