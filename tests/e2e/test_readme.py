@@ -8,8 +8,8 @@ breaks them fails here):
 1. ``make up`` becomes ready (its first command, verbatim);
 2. the "in another shell" block: ``keys create``, the openai snippet and
    ``meterline sql`` show the call as a priced row;
-3. ``meterline simulate --month 2026-10 --report`` ends cleanly, with the
-   budget alerts of teams without webhooks shown as not delivered;
+3. ``meterline simulate --month 2026-10 --report`` ends cleanly: the month's
+   chargeback, reconciled, and its budget alerts as a dry run (no webhook needed);
 4. Ctrl-C (SIGINT to make's process group, as a terminal sends it) stops
    every process within five seconds.
 
@@ -111,9 +111,11 @@ def test_the_readme_quickstart_works_on_a_fresh_clone(tmp_path: Path) -> None:
         result = subprocess.run(["bash", "-euo", "pipefail", "-c", month], cwd=clone, env=env,
                                 capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
-        assert "budget alerts due" in result.stdout and "Traceback" not in result.stderr
-        assert "not delivered" in result.stdout, result.stdout[-3000:]
-        assert "chargeback " in result.stdout
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert "chargeback 2026-10: " in result.stdout and "reconciled" in result.stdout
+        assert "budget alerts due at 2026-11-01 00:00 UTC (dry run" in result.stderr
+        assert re.search(r"^dry run at 2026-11-01T00:00:00\+00:00: 3 budgets, \d+ alerts due$",
+                         result.stdout, flags=re.MULTILINE), result.stdout[-3000:]
 
         pids = json.loads((clone / ".meterline/run/roles.json").read_text())
         interrupted = time.monotonic()
