@@ -9,7 +9,9 @@ Tests and the demo steer the simulator through ``x-sim-*`` request headers
 - ``x-sim-no-usage``: leave usage out of the answer (whole or streamed);
 - ``x-sim-cut-after``: stream only this many events, then drop the connection
   without finishing the response (a provider failing mid-stream);
-- ``x-sim-stall-ms``: pause this long after the first streamed event.
+- ``x-sim-stall-ms``: pause this long after the first streamed event;
+- ``x-sim-spaced-json``: write streamed chat chunks as Python's ``json.dumps``
+  does (``"choices": []``), as llama-cpp-python's server and many shims do.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Knobs:
     no_usage: bool = False
     cut_after: int = -1
     stall_ms: float = 0.0
+    spaced_json: bool = False
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> Knobs:
@@ -40,7 +43,8 @@ class Knobs:
                    status=int(headers.get("x-sim-status") or 0),
                    no_usage=bool(headers.get("x-sim-no-usage")),
                    cut_after=int(headers.get("x-sim-cut-after") or -1),
-                   stall_ms=float(headers.get("x-sim-stall-ms") or 0))
+                   stall_ms=float(headers.get("x-sim-stall-ms") or 0),
+                   spaced_json=bool(headers.get("x-sim-spaced-json")))
 
 
 def json_response(data: object, status: int = 200,

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from starlette.responses import Response
 
 from .knobs import Knobs, json_response, openai_error, sse_response
@@ -39,6 +42,10 @@ def _usage_counts(prompt: str, text: str, model: str, cache: PromptCache,
     return prompt_tokens, cached, completion + reasoning, reasoning
 
 
+def _spaced_json(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
 def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
     model = body.get("model")
     messages = body.get("messages")
@@ -62,17 +69,18 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
             reply["usage"] = usage
         return json_response(reply)
     with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    encode: Callable[[Any], bytes] = _spaced_json if knobs.spaced_json else orjson.dumps
     base["object"] = "chat.completion.chunk"
     tail: dict[str, Any] = {"usage": None} if with_usage else {}
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(text.split(" "))]
-    events = [sse_event(None, {**base, "choices": [{"index": 0, "delta": delta,
-                                                   "finish_reason": None}], **tail})
+    events = [sse_event(None, encode({**base, "choices": [{"index": 0, "delta": delta,
+                                                          "finish_reason": None}], **tail}))
               for delta in deltas]
-    events.append(sse_event(None, {**base, "choices": [{"index": 0, "delta": {},
-                                                       "finish_reason": "stop"}], **tail}))
+    events.append(sse_event(None, encode({**base, "choices": [{"index": 0, "delta": {},
+                                                              "finish_reason": "stop"}], **tail})))
     if with_usage and not knobs.no_usage:
-        events.append(sse_event(None, {**base, "choices": [], "usage": usage}))
+        events.append(sse_event(None, encode({**base, "choices": [], "usage": usage})))
     events.append(sse_event(None, b"[DONE]"))
     return sse_response(events, knobs)
 
