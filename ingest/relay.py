@@ -17,58 +17,181 @@ closed at once instead of streaming into the void).
 
 When the gateway asked the upstream for usage the client did not ask for
 (``stream_options.include_usage``), ``UsageChunkFilter`` removes the extra
-usage chunk and the ``"usage":null`` members it adds to every other chunk,
-so the client receives what a direct call would have sent.
+usage chunk and the ``"usage": null`` members it adds to every other chunk,
+so the client receives what a direct call would have sent. It decides on the
+parsed JSON of each event, so compact and spaced upstreams are treated alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import orjson
 
 from meterline.schemas import Outcome
 
 from .call import CallRecord
 from .errors import upstream_errors
+from .sse import EventSplitter, data_of, with_data
 from .usage import StreamUsageTracker
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 
+#: The members of OpenAI's usage chunk (and Azure's and vLLM's): besides ``usage``, only
+#: what every chunk carries. A chunk with any other member (Azure's
+#: ``prompt_filter_results``) is something the client must still get.
+_USAGE_CHUNK_MEMBERS = frozenset({"id", "object", "created", "model", "system_fingerprint",
+                                  "service_tier", "obfuscation", "choices", "usage"})
+
+#: An event is at most this long; past it the filter stops filtering (see ``EventSplitter``).
+_MAX_EVENT_BYTES = 8 << 20
+
+
 class UsageChunkFilter:
-    """Re-frames a chat-completions stream by SSE event and drops injected usage."""
+    """Re-frames a chat-completions stream by SSE event and takes out the usage we asked for.
+
+    Used only when the gateway added ``stream_options.include_usage`` to a
+    request whose client did not ask for it. ``feed`` returns the bytes of every
+    event completed by ``chunk`` that the client should get; ``flush``, at a
+    clean end of stream, the rest. Every event goes to the tracker first,
+    unedited, so usage is counted whatever the client sees.
+
+    Decided on the parsed JSON, never on byte patterns (upstreams differ in
+    spacing: ``"choices": []`` from Python's ``json.dumps``, as llama-cpp-python
+    and many shims write it). Per event, with ``data`` its payload:
+
+    - no ``usage`` substring in the event (most text deltas): passed as is,
+      unparsed, so the hot path is one ``bytes.find``;
+    - not a JSON object, ``[DONE]``, a comment, or no ``usage`` member: as is;
+    - ``choices`` empty, ``usage`` an object, and no member outside
+      ``_USAGE_CHUNK_MEMBERS``: the usage chunk, dropped;
+    - otherwise the ``usage`` member is removed (``"usage": null`` on every
+      chunk from OpenAI and Azure, vLLM's ``continuous_usage_stats`` counts on
+      chunks with choices, or a usage chunk that also carries Azure's
+      ``prompt_filter_results``, which is kept for those): the client did not
+      ask for usage, so no chunk it gets carries any.
+
+    The member is cut out of the payload's text (``without_member``), not
+    re-serialised: every other byte stays the upstream's, as a direct call
+    would have sent it (orjson would change spacing, escapes such as
+    ``\\u00e9`` and float spellings, and refuses integers past 64 bits), and a
+    chunk that needs no edit is passed on byte for byte.
+    """
 
     def __init__(self, tracker: StreamUsageTracker) -> None:
         self._tracker = tracker
-        self._buffer = b""
+        self._events = EventSplitter(_MAX_EVENT_BYTES)
 
     def feed(self, chunk: bytes) -> bytes:
-        """The bytes of every complete event in ``chunk`` the client should get."""
-        buffer = self._buffer + chunk if self._buffer else chunk
-        out: list[bytes] = []
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            event = buffer[start:end]
-            start = end + 2
-            self._tracker.observe(event)
-            if b'"choices":[]' in event and b'"usage":{' in event:
-                continue  # the usage chunk only we asked for
-            out.append(event.replace(b',"usage":null', b"") + b"\n\n")
-        self._buffer = buffer[start:]
+        if self._events.overflow:
+            return chunk
+        out = [kept + end for event, end in self._events.feed(chunk)
+               if (kept := self._forwarded(event)) is not None]
+        if self._events.overflow:  # not an event stream: the rest goes through untouched
+            out.append(self._events.rest())
         return b"".join(out)
 
     def flush(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
-        return rest
+        """The last event if the stream ended without a blank line after it."""
+        rest = self._events.rest()
+        return (self._forwarded(rest) or b"") if rest.strip() else rest
+
+    def _forwarded(self, event: bytes) -> bytes | None:
+        """What the client gets of ``event``: itself, an edited copy, or nothing (None)."""
+        self._tracker.observe(event)
+        if b"usage" not in event:
+            return event
+        data = data_of(event)
+        if data is None:
+            return event
+        try:
+            chunk = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return event
+        if not isinstance(chunk, dict) or "usage" not in chunk:
+            return event
+        if (chunk.get("choices") == [] and isinstance(chunk["usage"], dict)
+                and chunk.keys() <= _USAGE_CHUNK_MEMBERS):
+            return None
+        return with_data(event, without_member(data, "usage"))
+
+
+_SPACE = re.compile(rb"[ \t\r\n]*")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_SCALAR = re.compile(rb"[^,}\]\s]+")  # a number, true, false or null
+_NESTING = re.compile(rb'[\[\]{}"]')
+
+
+def _end(pattern: re.Pattern[bytes], text: bytes, pos: int) -> int:
+    found = pattern.match(text, pos)
+    assert found is not None, "without_member is only given JSON orjson has parsed"
+    return found.end()
+
+
+def _value_end(text: bytes, pos: int) -> int:
+    if text[pos] == ord('"'):
+        return _end(_STRING, text, pos)
+    if text[pos] not in b"[{":
+        return _end(_SCALAR, text, pos)
+    depth = 0
+    while True:
+        found = _NESTING.search(text, pos)
+        assert found is not None, "without_member is only given JSON orjson has parsed"
+        if text[found.start()] == ord('"'):
+            pos = _end(_STRING, text, found.start())
+            continue
+        depth += 1 if text[found.start()] in b"[{" else -1
+        pos = found.end()
+        if depth == 0:
+            return pos
+
+
+def _members(text: bytes) -> list[tuple[int, int, int]]:
+    """(key start, key end, value end) of each top-level member of a JSON object."""
+    pos = _end(_SPACE, text, 0) + 1  # past the opening brace
+    members: list[tuple[int, int, int]] = []
+    while True:
+        pos = _end(_SPACE, text, pos)
+        if text[pos] == ord("}"):
+            return members
+        if text[pos] == ord(","):
+            pos += 1
+            continue
+        key_end = _end(_STRING, text, pos)
+        value_start = _end(_SPACE, text, _end(_SPACE, text, key_end) + 1)  # past the colon
+        value_end = _value_end(text, value_start)
+        members.append((pos, key_end, value_end))
+        pos = value_end
+
+
+def without_member(text: bytes, name: str) -> bytes:
+    """The JSON object ``text`` without its top-level member(s) ``name``, other bytes kept.
+
+    ``text`` must be valid JSON (the caller has parsed it). The member goes with
+    the comma and spacing that joined it to its neighbour, so compact input
+    stays compact (``{"a":1,"usage":null}`` becomes ``{"a":1}``) and spaced input
+    stays spaced (``{"a": 1, "usage": null}`` becomes ``{"a": 1}``).
+    """
+    while True:
+        members = _members(text)
+        index = next((i for i, (start, key_end, _) in enumerate(members)
+                      if orjson.loads(text[start:key_end]) == name), None)
+        if index is None:
+            return text
+        start, _, end = members[index]
+        if index + 1 < len(members):  # up to the next key: the comma and spacing after
+            end = members[index + 1][0]
+        elif index > 0:  # the last member: from the end of the one before it
+            start = members[index - 1][2]
+        text = text[:start] + text[end:]
 
 
 @dataclass(slots=True)

@@ -22,6 +22,7 @@ import orjson
 from meterline.schemas import Surface, Usage
 
 from .estimate import request_chars, response_chars, stream_chars, tokens_for
+from .sse import EventSplitter, data_of
 
 #: Raw stream bytes kept for an estimate, per call; past this, the estimate
 #: counts what was kept (a lower bound) rather than holding an unbounded stream.
@@ -88,9 +89,11 @@ class StreamUsageTracker:
 
     ``feed`` (raw chunks) or ``observe`` (whole events) is called as bytes are
     forwarded; it never alters or delays them. Only events that can carry
-    usage are parsed (a substring test first), so a long stream of text
-    deltas costs a few ``bytes.find`` calls per chunk. Until the final usage
-    is seen, events are kept (bounded) so ``result`` can estimate.
+    usage are parsed (a substring test first: ``"usage"`` is the key however
+    the upstream spaces its JSON), so a long stream of text deltas costs a few
+    ``bytes.find`` calls per chunk. Events are cut and their data read by SSE's
+    rules (``sse``: ``\n`` or ``\r\n`` line ends, multi-line ``data``). Until the
+    final usage is seen, events are kept (bounded) so ``result`` can estimate.
     """
 
     def __init__(self, surface: Surface) -> None:
@@ -99,23 +102,16 @@ class StreamUsageTracker:
         self._anthropic = surface.startswith("anthropic")
         self._usage: Usage | None = None
         self._final = False
-        self._buffer = b""
+        self._events = EventSplitter(_MAX_KEPT_BYTES)
         self._anthropic_block: dict[str, Any] = {}
         self._kept: list[bytes] = []
         self._kept_bytes = 0
 
     def feed(self, chunk: bytes) -> None:
-        buffer = self._buffer + chunk if self._buffer else chunk
-        start = 0
-        while True:
-            end = buffer.find(b"\n\n", start)
-            if end < 0:
-                break
-            self.observe(buffer[start:end])
-            start = end + 2
-        self._buffer = buffer[start:]
-        if len(self._buffer) > _MAX_KEPT_BYTES:  # a stream that never sends a blank line
-            self._buffer = b""
+        for event, _ in self._events.feed(chunk):
+            self.observe(event)
+        if self._events.overflow:  # a stream that never sends a blank line: drop what is pending
+            self._events = EventSplitter(_MAX_KEPT_BYTES)
 
     def observe(self, event: bytes) -> None:
         """One complete SSE event (without its blank-line terminator)."""
@@ -138,18 +134,15 @@ class StreamUsageTracker:
         return estimated(request, output_chars)
 
     def _parse(self, event: bytes) -> None:
-        for line in event.split(b"\n"):
-            if not line.startswith(b"data:"):
-                continue
-            payload = line[5:].strip()
-            if not payload or payload == b"[DONE]":
-                continue
-            try:
-                data = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(data, dict):
-                self._observe_anthropic(data) if self._anthropic else self._observe_openai(data)
+        data = data_of(event)
+        if data is None or data == b"[DONE]":
+            return
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return
+        if isinstance(parsed, dict):
+            self._observe_anthropic(parsed) if self._anthropic else self._observe_openai(parsed)
 
     def _observe_openai(self, data: dict[str, Any]) -> None:
         if str(data.get("type", "")).startswith("response."):  # Responses API events

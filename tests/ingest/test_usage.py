@@ -98,3 +98,16 @@ def test_responses_stream_usage_from_completed_event_and_deltas_counted_once() -
     tracker.feed(sse("response.completed", {"type": "response.completed", "response": {
         "model": "o4-mini", "usage": {"input_tokens": 5, "output_tokens": 9}}}))
     assert tracker.result(None) == Usage(input_tokens=5, output_tokens=9, source="provider")
+
+
+def test_openai_stream_usage_from_spaced_json_crlf_and_multiline_data() -> None:
+    spaced = (b'data: {"model": "llama", "choices": [{"delta": {"content": "hi"}}], "usage": null}\r\n\r\n'
+              b'data: {"model": "llama", "choices": [],\r\n'
+              b'data:  "usage": {"prompt_tokens": 7, "completion_tokens": 2}}\r\n\r\n'
+              b"data: [DONE]\r\n\r\n")
+    for size in (1, 3, len(spaced)):
+        tracker = StreamUsageTracker("openai.chat")
+        for start in range(0, len(spaced), size):
+            tracker.feed(spaced[start:start + size])
+        assert tracker.result(None) == Usage(input_tokens=7, output_tokens=2, source="provider")
+        assert tracker.model == "llama"
