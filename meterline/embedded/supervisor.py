@@ -20,7 +20,7 @@ Supervision, as a service manager does it (systemd's ``Restart=always``):
    in a state file that the gateway's ``/metrics`` reads.
 3. ``stop`` ends every role within ``deadline_s``: the gateway first (SIGTERM:
    it finishes its calls and spools their envelopes), then the rest together,
-   then SIGKILL for whatever is still running at the deadline. Killing a
+   the broker last, and SIGKILL for whatever outlives its phase. Killing a
    processor or the store is safe at any point: they commit only what is
    stored, and the spool replays the rest on the next start.
 """
@@ -144,6 +144,8 @@ class Supervisor:
         self.state_path = state_path
         self.processes: list[ManagedProcess] = []
         self._lock = threading.Lock()
+        #: Set by ``stop``: from then on nothing is restarted.
+        self._stopping = False
 
     def start(self, name: str, argv: list[str], extra_env: Mapping[str, str] | None = None, *,
               after_start: Callable[[], None] | None = None) -> ManagedProcess:
@@ -159,6 +161,8 @@ class Supervisor:
 
     def check(self, now: float | None = None) -> None:
         """One supervision step: schedule restarts for roles that died, start those due."""
+        if self._stopping:
+            return
         now = time.monotonic() if now is None else now
         changed = False
         for managed in self.processes:
@@ -187,15 +191,24 @@ class Supervisor:
         while not stop.wait(poll_s):
             self.check()
 
-    def stop(self, deadline_s: float = 4.0, gateway_share: float = 0.6) -> None:
-        """Stop every role within ``deadline_s``: gateway first, then the rest, then SIGKILL."""
-        deadline = time.monotonic() + deadline_s
+    def stop(self, deadline_s: float = 4.0) -> None:
+        """Stop every role within ``deadline_s``, in three phases, then SIGKILL what is left.
+
+        1. The gateway, until half the deadline: it finishes its calls and
+           spools their envelopes while the broker is still there to take them.
+        2. Every other role but the broker, together, until 90%: processors and
+           the store commit what they stored (faust's own shutdown takes 1-3 s).
+        3. The broker, until the deadline. Memory storage: nothing to flush.
+        """
+        started = time.monotonic()
+        self._stopping = True
         for managed in self.processes:
             managed.restart_at = None
-        gateways = [p for p in self.processes if p.name == "gateway"]
-        others = [p for p in reversed(self.processes) if p.name != "gateway"]
-        for group, until in ((gateways, time.monotonic() + deadline_s * gateway_share),
-                             (others, deadline)):
+        phases = ([p for p in self.processes if p.name == "gateway"],
+                  [p for p in reversed(self.processes) if p.name not in ("gateway", "broker")],
+                  [p for p in self.processes if p.name == "broker"])
+        for group, share in zip(phases, (0.5, 0.9, 1.0), strict=True):
+            until = started + deadline_s * share
             for managed in group:
                 managed.terminate()
             for managed in group:
@@ -206,7 +219,7 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     managed.kill()
                 log.info("%s stopped (%.1f s after the stop began)", managed.name,
-                         deadline_s - (deadline - time.monotonic()))
+                         time.monotonic() - started)
         self._write_state()
 
     def _write_state(self) -> None:
