@@ -68,8 +68,8 @@ class UsageChunkFilter:
     spacing: ``"choices": []`` from Python's ``json.dumps``, as llama-cpp-python
     and many shims write it). Per event, with ``data`` its payload:
 
-    - no ``usage`` substring in the event (most text deltas): passed as is,
-      unparsed, so the hot path is one ``bytes.find``;
+    - no ``usage`` substring in the event: passed as is, unparsed (the hot
+      path when the upstream omits ``usage`` on text deltas, as vLLM does);
     - not a JSON object, ``[DONE]``, a comment, or no ``usage`` member: as is;
     - ``choices`` empty, ``usage`` an object, and no member outside
       ``_USAGE_CHUNK_MEMBERS``: the usage chunk, dropped;
@@ -82,8 +82,11 @@ class UsageChunkFilter:
     The member is cut out of the payload's text (``without_member``), not
     re-serialised: every other byte stays the upstream's, as a direct call
     would have sent it (orjson would change spacing, escapes such as
-    ``\\u00e9`` and float spellings, and refuses integers past 64 bits), and a
-    chunk that needs no edit is passed on byte for byte.
+    ``\\u00e9`` and float spellings, and turns integers past 64 bits into floats), and a
+    chunk that needs no edit is passed on byte for byte. An event that needs
+    one (every chunk from OpenAI: ``"usage": null``) is parsed once, for the
+    filter and the tracker both, and cut by ``without_usage``'s quick path:
+    about 6 µs more per event than the byte patterns took.
     """
 
     def __init__(self, tracker: StreamUsageTracker) -> None:
@@ -106,22 +109,30 @@ class UsageChunkFilter:
 
     def _forwarded(self, event: bytes) -> bytes | None:
         """What the client gets of ``event``: itself, an edited copy, or nothing (None)."""
-        self._tracker.observe(event)
-        if b"usage" not in event:
+        parsed = _json_object(event) if b"usage" in event else None
+        if parsed is None:
+            self._tracker.observe(event)
             return event
-        data = data_of(event)
-        if data is None:
-            return event
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return event
-        if not isinstance(chunk, dict) or "usage" not in chunk:
+        data, chunk = parsed
+        self._tracker.observe_parsed(event, chunk)  # parsed once, for both
+        if "usage" not in chunk:
             return event
         if (chunk.get("choices") == [] and isinstance(chunk["usage"], dict)
                 and chunk.keys() <= _USAGE_CHUNK_MEMBERS):
             return None
-        return with_data(event, without_member(data, "usage"))
+        return with_data(event, without_usage(data))
+
+
+def _json_object(event: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    """The event's data and its parsed JSON object, or None if it is not one."""
+    data = data_of(event)
+    if data is None:
+        return None
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return (data, chunk) if isinstance(chunk, dict) else None
 
 
 _SPACE = re.compile(rb"[ \t\r\n]*")
@@ -182,16 +193,40 @@ def without_member(text: bytes, name: str) -> bytes:
     """
     while True:
         members = _members(text)
-        index = next((i for i, (start, key_end, _) in enumerate(members)
-                      if orjson.loads(text[start:key_end]) == name), None)
-        if index is None:
+        found = [i for i, (start, key_end, _) in enumerate(members)
+                 if orjson.loads(text[start:key_end]) == name]
+        if not found:
             return text
+        index = found[0]
         start, _, end = members[index]
         if index + 1 < len(members):  # up to the next key: the comma and spacing after
             end = members[index + 1][0]
         elif index > 0:  # the last member: from the end of the one before it
             start = members[index - 1][2]
         text = text[:start] + text[end:]
+        if len(found) == 1:  # a duplicate key (legal JSON) takes another scan
+            return text
+
+
+_TRAILING_NULL_USAGE = re.compile(rb'"usage"\s*:\s*null(\s*\}\s*)')
+
+
+def without_usage(text: bytes) -> bytes:
+    """``without_member(text, "usage")``, quick for the usual ``..., "usage": null}``.
+
+    OpenAI and Azure put ``"usage": null`` last on every chunk, so this runs
+    once per event of an injected stream. When ``"usage"`` occurs once and is
+    followed only by ``: null}``, it is the object's last member (a quote after
+    a comma or a space opens a string, and the text is valid JSON), and the
+    cut is found without scanning the members.
+    """
+    at = text.rfind(b'"usage"')
+    tail = _TRAILING_NULL_USAGE.fullmatch(text, at)
+    if tail is not None and text.count(b'"usage"') == 1:
+        before = text[:at].rstrip(b" \t\r\n")
+        if before.endswith(b","):
+            return before[:-1].rstrip(b" \t\r\n") + tail.group(1)
+    return without_member(text, "usage")
 
 
 @dataclass(slots=True)

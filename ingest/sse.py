@@ -74,8 +74,14 @@ def _value(line: bytes) -> bytes | None:
     return value[1:] if value.startswith(b" ") else value
 
 
+def _one_line(event: bytes) -> bool:
+    return b"\n" not in event and b"\r" not in event
+
+
 def data_of(event: bytes) -> bytes | None:
     """The event's data (its ``data`` lines joined by ``\\n``), None if it has none."""
+    if _one_line(event):  # nearly every event of an LLM stream: no split, no join
+        return _value(event)
     values = [value for line in event.splitlines() if (value := _value(line)) is not None]
     return b"\n".join(values) if values else None
 
@@ -87,6 +93,8 @@ def with_data(event: bytes, data: bytes) -> bytes:
     ``data``, with that line's prefix (``data:`` or ``data: ``). Lines are joined
     by the event's own line end (``\\r\\n`` if it has one, else ``\\n``).
     """
+    if _one_line(event) and b"\n" not in data and _value(event) is not None:
+        return (b"data: " if event.startswith(b"data: ") else b"data:") + data
     newline = b"\r\n" if b"\r\n" in event else b"\n"
     out: list[bytes] = []
     written = False

@@ -115,11 +115,19 @@ class StreamUsageTracker:
 
     def observe(self, event: bytes) -> None:
         """One complete SSE event (without its blank-line terminator)."""
+        self._keep(event)
+        if b'"usage"' in event or (not self.model and b'"model"' in event):
+            self._parse(event)
+
+    def observe_parsed(self, event: bytes, data: dict[str, Any]) -> None:
+        """``observe`` for an event whose data the caller has parsed already (``data``)."""
+        self._keep(event)
+        self._observe_anthropic(data) if self._anthropic else self._observe_openai(data)
+
+    def _keep(self, event: bytes) -> None:
         if not self._final and self._kept_bytes < _MAX_KEPT_BYTES:
             self._kept.append(event)
             self._kept_bytes += len(event)
-        if b'"usage"' in event or (not self.model and b'"model"' in event):
-            self._parse(event)
 
     def result(self, request: dict[str, Any] | None) -> Usage:
         """Provider usage if the stream reported it in full, else an estimate."""

@@ -18,7 +18,7 @@ import orjson
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from meterline.ingest.relay import UsageChunkFilter, without_member
+from meterline.ingest.relay import UsageChunkFilter, without_member, without_usage
 from meterline.ingest.usage import StreamUsageTracker
 from tests.ingest.gateway_harness import ALICE_KEY, PROVIDER_KEY, REQUEST_ID, GatewayUnderTest, KeyedUpstream
 
@@ -82,7 +82,7 @@ def filtered(upstream: bytes, size: int) -> tuple[bytes, StreamUsageTracker]:
     return out + filter_.flush(), tracker
 
 
-def without_usage(chunk: dict[str, Any]) -> dict[str, Any]:
+def minus_usage(chunk: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in chunk.items() if key != "usage"}
 
 
@@ -111,7 +111,7 @@ def test_usage_chunk_dropped_and_nulls_removed_however_the_json_is_spaced(
     upstream = stream([*content, final, b"[DONE]"], encode, end)
     if encode is spaced:
         assert b'"choices": []' in upstream and b'"usage": null' in upstream
-    expected = stream([*map(without_usage, content), b"[DONE]"], encode, end)
+    expected = stream([*map(minus_usage, content), b"[DONE]"], encode, end)
     for size in SIZES:
         out, tracker = filtered(upstream, size)
         assert out == expected, size
@@ -201,6 +201,10 @@ def test_without_member_keeps_every_other_byte() -> None:
     }
     for text, expected in cases.items():
         assert without_member(text, "usage") == expected
+        assert without_usage(text) == expected  # the quick path agrees where it applies
+    for text in (b'{"a": 1 ,\t"usage" : null }', b'{"usage":null,"usage":null}',
+                 b'{"a":"x, \\"usage\\": null}"}', b'{"a":{"b":1,"usage":null}}'):
+        assert without_usage(text) == without_member(text, "usage")
 
 
 @pytest.mark.store
