@@ -98,7 +98,7 @@ def render(assessment: Assessment, alert: str, drivers: list[Driver], *, dig_in_
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
             f":warning: {assessment.spend.unpriced_requests} unpriced requests are not in "
             "this spend; add a price override to count them.")}]})
-    dig_in = f"Dig in: `meterline sql \"{dig_in_sql}\"`"
+    dig_in = f"Dig in: `{dig_in_sql}`"
     if link:
         dig_in = f"<{link}|Open the spend breakdown> · {dig_in}"
     blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": dig_in[:3000]}})

@@ -27,6 +27,7 @@ writes raise ``sinks.StoreUnavailable``, which the sink retries.
 from __future__ import annotations
 
 import logging
+import shlex
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -63,14 +64,15 @@ def render(anomaly: Anomaly, zone: ZoneInfo) -> tuple[str, list[dict[str, Any]]]
               f"*Expected*\n{_amount(anomaly.expected, anomaly.unit)}",
               f"*Threshold*\n{_amount(anomaly.threshold, anomaly.unit)}",
               f"*Window*\n{start:%a %d %b %H:%M} - {end:%a %d %b %H:%M} ({zone.key})"]
-    query = f"SELECT * FROM anomalies WHERE anomaly_id = '{anomaly.anomaly_id}'"
+    command = shlex.join(["meterline", "sql", f"--param=id={anomaly.anomaly_id}",
+                          "SELECT * FROM anomalies WHERE anomaly_id = {id:String}"])
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
         {"type": "section", "text": {"type": "mrkdwn",
                                       "text": f"{_EMOJI[anomaly.severity]} {anomaly.summary}"[:3000]}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-            f"Dig in: `meterline sql \"{query}\"` · Meterline anomaly {anomaly.anomaly_id}, "
+            f"Dig in: `{command}` · Meterline anomaly {anomaly.anomaly_id}, "
             "notified once; repeats of this kind for this entity are held back during the "
             "cooldown.")[:3000]}]},
     ]

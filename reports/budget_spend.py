@@ -12,6 +12,7 @@ can say how much spend it cannot see.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,9 +73,9 @@ def read_spend(client: Any, database: str, window: SpendWindow,
     with store_errors("reading period spend"):
         result = client.query(
             f"SELECT team, user, key_id, sum(cost_usd), "
-            f"sumIf(cost_usd, hour >= toDateTime(%(recent)s, 'UTC')), sumIf(requests, unpriced) "
+            "sumIf(cost_usd, hour >= {recent:DateTime('UTC')}), sumIf(requests, unpriced) "
             f"FROM {database}.spend_hourly "
-            f"WHERE hour >= toDateTime(%(start)s, 'UTC') AND hour < toDateTime(%(upper)s, 'UTC') "
+            "WHERE hour >= {start:DateTime('UTC')} AND hour < {upper:DateTime('UTC')} "
             f"GROUP BY team, user, key_id",
             parameters={"start": _ts(window.start), "upper": _ts(window.upper),
                         "recent": _ts(window.recent_start)})
@@ -97,8 +98,8 @@ def read_drivers(client: Any, database: str, window: SpendWindow, scope: Scope, 
     column = SCOPE_COLUMN[scope]
     parts = [f"SELECT '{dimension}' AS dimension, toString({dimension}) AS name, "
              f"sum(cost_usd) AS usd FROM {database}.spend_hourly "
-             f"WHERE {column} = %(subject)s AND hour >= toDateTime(%(start)s, 'UTC') "
-             f"AND hour < toDateTime(%(upper)s, 'UTC') GROUP BY name"
+             f"WHERE {column} = {{subject:String}} AND hour >= {{start:DateTime('UTC')}} "
+             "AND hour < {upper:DateTime('UTC')} GROUP BY name"
              for dimension in DRIVER_DIMENSIONS]
     with store_errors("reading spend drivers"):
         result = client.query(
@@ -112,8 +113,14 @@ def read_drivers(client: Any, database: str, window: SpendWindow, scope: Scope, 
 
 
 def dig_in_sql(scope: Scope, subject: str, window: SpendWindow) -> str:
-    """A query an operator can paste into ``meterline sql`` to see the spend in detail."""
-    quoted = subject.replace("\\", "\\\\").replace("'", "\\'")
-    return (f"SELECT user, model, repo, sum(cost_usd) AS usd FROM spend_hourly "
-            f"WHERE {SCOPE_COLUMN[scope]} = '{quoted}' AND hour >= '{_ts(window.start)}' "
-            f"AND hour < '{_ts(window.upper)}' GROUP BY user, model, repo ORDER BY usd DESC LIMIT 20")
+    """A ``meterline sql`` command an operator can paste to see the spend in detail.
+
+    The values are bound parameters (``--param``), quoted for a POSIX shell by
+    ``shlex``: a team or user name can neither change the query nor the command.
+    """
+    sql = (f"SELECT user, model, repo, sum(cost_usd) AS usd FROM spend_hourly "
+           f"WHERE {SCOPE_COLUMN[scope]} = {{subject:String}} AND hour >= {{start:String}} "
+           "AND hour < {upper:String} GROUP BY user, model, repo ORDER BY usd DESC LIMIT 20")
+    params = {"subject": subject, "start": _ts(window.start), "upper": _ts(window.upper)}
+    return shlex.join(["meterline", "sql", *(f"--param={name}={value}"
+                                             for name, value in params.items()), sql])

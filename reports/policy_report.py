@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -48,7 +48,8 @@ from meterline.sinks.errors import store_errors
 
 from .chargeback_query import exact
 
-RawQuery = Callable[[str], bytes]
+#: Runs SQL whose values are ``{name:Type}`` parameters bound from the mapping.
+RawQuery = Callable[[str, Mapping[str, str]], bytes]
 Status = Literal["audit", "refused", "excepted"]
 STATUSES: tuple[Status, ...] = ("audit", "refused", "excepted")
 TOP = 5
@@ -57,16 +58,17 @@ _EXPAND_BREACHES = "ARRAY JOIN JSONExtractArrayRaw(policy_detail) AS breach"
 _EXPAND_MESSAGES = "ARRAY JOIN request_messages AS message_hash"
 
 
-def store_query(store_url: str, timeout_s: float = 120.0) -> RawQuery:
-    """Queries through a store's read-only endpoint (``sinks.remote_query``)."""
-    return lambda sql: remote_query(store_url, sql, "JSONEachRow", timeout_s=timeout_s)
+def store_query(store_url: str, token: str | None, timeout_s: float = 120.0) -> RawQuery:
+    """Queries through a store's read-only endpoint (``sinks.remote_query``) with ``token``."""
+    return lambda sql, params: remote_query(store_url, sql, "JSONEachRow", timeout_s=timeout_s,
+                                            token=token, parameters=params)
 
 
 def client_query(client: Any) -> RawQuery:
     """Queries on a clickhouse-connect client; its errors become ``StoreUnavailable``."""
-    def run(sql: str) -> bytes:
+    def run(sql: str, params: Mapping[str, str]) -> bytes:
         with store_errors("reading the policy report"):
-            data: bytes = client.raw_query(sql, fmt="JSONEachRow")
+            data: bytes = client.raw_query(sql, parameters=dict(params), fmt="JSONEachRow")
         return data
     return run
 
@@ -103,6 +105,11 @@ class ReportWindow:
 
     def local(self, moment: datetime) -> datetime:
         return moment.astimezone(ZoneInfo(self.timezone))
+
+    def params(self) -> dict[str, str]:
+        """The bound values the report's SQL names: the window's ends, team and zone."""
+        return {"start": f"{self.start:{_TIME}}", "end": f"{self.end:{_TIME}}",
+                "team": self.team or "", "tz": self.timezone, "sensitive_rule": SENSITIVE_RULE}
 
 
 @dataclass(slots=True)
@@ -172,21 +179,18 @@ class PolicyReport:
     uncovered_excepted_calls: int
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _rows(query: RawQuery, sql: str) -> list[dict[str, Any]]:
-    return [json.loads(line, parse_float=Decimal) for line in query(sql).splitlines() if line]
+def _rows(query: RawQuery, sql: str, window: ReportWindow) -> list[dict[str, Any]]:
+    return [json.loads(line, parse_float=Decimal)
+            for line in query(sql, window.params()).splitlines() if line]
 
 
 def _calls_in(database: str, window: ReportWindow, array_join: str = "") -> str:
     """The ``FROM … WHERE`` of the window's calls, one row per request id (``FINAL``),
     with ``array_join`` (an ``ARRAY JOIN`` clause) expanding each."""
-    team = f" AND team = {_literal(window.team)}" if window.team is not None else ""
-    return (f"{database}.events FINAL {array_join} WHERE received_at >= toDateTime64("
-            f"'{window.start:{_TIME}}', 6, 'UTC') AND received_at < toDateTime64("
-            f"'{window.end:{_TIME}}', 6, 'UTC'){team}")
+    team = " AND team = {team:String}" if window.team is not None else ""
+    return (f"{database}.events FINAL {array_join} WHERE received_at >= "
+            "{start:DateTime64(6, 'UTC')} AND received_at < {end:DateTime64(6, 'UTC')}"
+            f"{team}")
 
 
 def _per_call_rule(database: str, window: ReportWindow) -> str:
@@ -199,7 +203,7 @@ def _per_call_rule(database: str, window: ReportWindow) -> str:
                        countIf(NOT excepted) > 0, 'audit', 'excepted') AS status
         FROM (SELECT request_id, team, user, repo, provider, cost_usd AS cost,
                      if(served_model != '', served_model, requested_model) AS model,
-                     toDate(received_at, {_literal(window.timezone)}) AS day,
+                     toDate(received_at, {{tz:String}}) AS day,
                      JSONExtractString(breach, 'rule') AS rule,
                      JSONExtractString(breach, 'kind') AS kind,
                      JSONExtractBool(breach, 'enforced') AS enforced,
@@ -229,7 +233,7 @@ def fetch_rules(query: RawQuery, database: str, window: ReportWindow,
                groupUniqArrayArray(kinds) AS kinds, count() AS calls, sum(cost) AS cost_usd
         FROM ({_per_call_rule(database, window)})
         GROUP BY rule, status, team, user, repo, provider, model"""
-    for row in _rows(query, sql):
+    for row in _rows(query, sql, window):
         rule = figures.setdefault(row["rule"], RuleFigures(row["rule"], "not configured"))
         calls, status = int(row["calls"]), row["status"]
         rule.kinds.update(row["kinds"])
@@ -263,7 +267,7 @@ def fetch_sensitive(query: RawQuery, database: str, window: ReportWindow) -> lis
                              messages_excepted=int(r["messages_excepted"]), calls=int(r["calls"]),
                              calls_excepted=int(r["calls_excepted"]), teams=int(r["teams"]),
                              repos=int(r["repos"]), users=int(r["users"]))
-            for r in _rows(query, sql)]
+            for r in _rows(query, sql, window)]
 
 
 def _excepted_calls(query: RawQuery, database: str, window: ReportWindow) -> list[dict[str, Any]]:
@@ -273,22 +277,22 @@ def _excepted_calls(query: RawQuery, database: str, window: ReportWindow) -> lis
     rules = f"""
         SELECT rule, kinds, repo, team, user, day, count() AS calls
         FROM ({_per_call_rule(database, window)})
-        WHERE status = 'excepted' AND rule != {_literal(SENSITIVE_RULE)}
+        WHERE status = 'excepted' AND rule != {{sensitive_rule:String}}
         GROUP BY rule, kinds, repo, team, user, day"""
     sensitive = f"""
-        SELECT {_literal(SENSITIVE_RULE)} AS rule, kinds, repo, team, user, day,
+        SELECT {{sensitive_rule:String}} AS rule, kinds, repo, team, user, day,
                count() AS calls
         FROM (SELECT request_id, any(repo) AS repo, any(team) AS team, any(user) AS user,
                      any(day) AS day, arraySort(groupUniqArray(kind)) AS kinds
               FROM (SELECT request_id, repo, team, user, message_hash,
-                           toDate(received_at, {_literal(window.timezone)}) AS day
+                           toDate(received_at, {{tz:String}}) AS day
                     FROM {_calls_in(database, window, _EXPAND_MESSAGES)}) AS calls
               INNER JOIN (SELECT DISTINCT message_hash, kind
                           FROM {database}.sensitive_findings FINAL WHERE excepted) AS found
               USING message_hash
               GROUP BY request_id)
         GROUP BY kinds, repo, team, user, day"""
-    return _rows(query, rules) + _rows(query, sensitive)
+    return _rows(query, rules, window) + _rows(query, sensitive, window)
 
 
 def match_exceptions(egress: EgressSettings, excepted: Iterable[dict[str, Any]],
@@ -315,7 +319,8 @@ def build_policy_report(query: RawQuery, database: str, egress: EgressSettings,
                         window: ReportWindow) -> PolicyReport:
     """The report of ``window``: five read-only queries, nothing written."""
     totals = _rows(query, f"SELECT count() AS calls, sum(cost_usd) AS cost_usd, "
-                          f"countIf(policy_breach) AS breaching FROM {_calls_in(database, window)}")
+                          f"countIf(policy_breach) AS breaching FROM {_calls_in(database, window)}",
+                   window)
     exceptions, uncovered = match_exceptions(egress, _excepted_calls(query, database, window),
                                              window.local(window.end).date())
     return PolicyReport(window=window, calls=int(totals[0]["calls"]),

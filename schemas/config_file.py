@@ -101,6 +101,11 @@ def _read(path: Path) -> _Located | None:
     return _Located(str(path), path.read_text(encoding="utf-8"))
 
 
+#: Secrets with no ``*_env`` indirection: only ``METERLINE_<SECTION>__<FIELD>`` sets them.
+_ENV_ONLY_SECRETS = {("store", "read_token"), ("store", "operator_token"), ("egress", "body_key"),
+                     ("kafka", "sasl_password"), ("kafka", "ssl_key_password")}
+
+
 def _forbid_inline_secrets(doc: _Located) -> list[str]:
     """Secrets belong in the environment; a file kept in git must not hold them."""
     problems = []
@@ -109,6 +114,11 @@ def _forbid_inline_secrets(doc: _Located) -> list[str]:
             problems.append(
                 f"{doc.path}:{doc.lines[loc]}: {'.'.join(map(str, loc))}: secrets are read from "
                 f"the environment only; name the variable with {loc[-1]}_env instead"
+            )
+        elif len(loc) == 2 and loc in _ENV_ONLY_SECRETS:
+            problems.append(
+                f"{doc.path}:{doc.lines[loc]}: {'.'.join(map(str, loc))}: secrets are read from "
+                f"the environment only; set METERLINE_{loc[0].upper()}__{loc[1].upper()} instead"
             )
     return problems
 

@@ -16,16 +16,20 @@ from .jobs import (
     remote_job,
 )
 from .migrations import migrate, migration_files
-from .query_server import QueryError, QueryServer, remote_query
+from .query_server import LimitExceeded, QueryServer
 from .reconcile import Reconciliation, reconcile
 from .reprice import RepriceResult, reprice_range
 from .rollups import ROLLUPS, repair_recent, repair_rollups
-from .source import TopicSource, consumer_config
+from .source import TopicSource
+from .sql_guard import SqlRefused, checked_sql
+from .store_access import StoreAccess
+from .store_client import QueryError, StoreEndpoint, remote_query, store_endpoint
 from .writer import EventWriter
 
 __all__ = ["ROLLUPS", "EventSink", "EventWriter", "Job", "JobArgumentError", "JobError",
-           "JobRegistry", "MigrationFailed", "QueryError", "QueryServer", "Reconciliation",
-           "RepriceResult", "SinkError", "StoreNotRunning", "StoreUnavailable", "TopicSource",
-           "UnknownJob",
-           "connect", "consumer_config", "migrate", "migration_files", "reconcile",
-           "remote_job", "remote_query", "repair_recent", "repair_rollups", "reprice_range"]
+           "JobRegistry", "LimitExceeded", "MigrationFailed", "QueryError", "QueryServer",
+           "Reconciliation", "RepriceResult", "SinkError", "SqlRefused", "StoreAccess",
+           "StoreEndpoint", "StoreNotRunning", "StoreUnavailable", "TopicSource", "UnknownJob",
+           "checked_sql", "connect", "migrate", "migration_files",
+           "reconcile", "remote_job", "remote_query", "repair_recent", "repair_rollups",
+           "reprice_range", "store_endpoint"]

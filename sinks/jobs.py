@@ -4,7 +4,8 @@ With embedded ClickHouse only the store process may open the data, so any
 command that *writes* ClickHouse (``meterline reprice``, report runs) asks the
 running store to do it: ``POST /jobs/<name>`` on the store's query endpoint,
 with the job's arguments as a JSON object body, answers ``200`` with the job's
-JSON result once the job has finished. Errors answer ``{"error": message}``:
+JSON result once the job has finished. The call carries the operator
+credential (``Authorization: Bearer``, ``sinks.store_access``). Errors answer ``{"error": message}``:
 ``404`` unknown job, ``400`` bad arguments (``JobArgumentError``), ``500`` the
 job failed (logged with its traceback in the store's log).
 
@@ -30,6 +31,8 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
+
+from meterline.schemas.store_auth import auth_headers
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +94,17 @@ def encode_result(result: Mapping[str, Any]) -> bytes:
 
 
 def remote_job(base_url: str, name: str, args: Mapping[str, Any],
-               timeout_s: float = 3600.0) -> dict[str, Any]:
-    """Run job ``name`` on the store at ``base_url`` and return its result.
+               timeout_s: float = 3600.0, *, token: str | None) -> dict[str, Any]:
+    """Run job ``name`` on the store at ``base_url`` with the operator ``token``.
 
     Raises ``StoreNotRunning`` when nothing listens there, ``UnknownJob`` /
-    ``JobArgumentError`` / ``JobError`` with the store's message otherwise.
+    ``JobArgumentError`` / ``JobError`` with the store's message otherwise
+    (a missing or wrong credential is a ``JobError`` saying so).
     """
     request = urllib.request.Request(f"{base_url}/jobs/{quote(name)}",
                                      data=encode_result(args), method="POST",
-                                     headers={"content-type": "application/json"})
+                                     headers={"content-type": "application/json",
+                                              **auth_headers(token)})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             result: dict[str, Any] = orjson.loads(response.read())
@@ -110,6 +115,10 @@ def remote_job(base_url: str, name: str, args: Mapping[str, Any],
             message = str(orjson.loads(body).get("error", body.decode(errors="replace")))
         except orjson.JSONDecodeError:
             message = body.decode(errors="replace").strip()
+        if exc.code == 401 and token is None:
+            message += (" (no operator token found: set METERLINE_STORE__OPERATOR_TOKEN, or run "
+                        "this as the user whose `meterline up` wrote <data_dir>/store/"
+                        "operator.token)")
         error = {404: UnknownJob, 400: JobArgumentError}.get(exc.code, JobError)
         raise error(message) from exc
     except urllib.error.URLError as exc:

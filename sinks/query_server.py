@@ -1,16 +1,32 @@
-"""The read-only query path of the process that owns ClickHouse.
+"""The authenticated query path of the process that owns ClickHouse.
 
 With embedded ClickHouse only the store process may open the data, so
-``meterline sql``, reports run elsewhere and the dashboard ask it over HTTP on
-loopback: ``POST /query?format=<ClickHouse output format>`` with the SQL as
-the body answers with ClickHouse's own rendering of the result. The client it
-uses runs with ``readonly=2``: SELECTs and settings only, no writes, no DDL,
-and no way to lift that from a query.
+``meterline sql``, reports run elsewhere and the dashboard ask it over HTTP.
+Every call presents a service credential (``Authorization: Bearer <token>``,
+``store_access``); without one the answer is ``401`` and the refusal is
+logged with its reason and the client's address, never the token.
 
-Writes go only through named jobs registered by the store (``sinks.jobs``):
-``POST /jobs/<name>`` with a JSON object of arguments runs the job in this
-process and answers its JSON result. Jobs use the store's own clients and
-locks, never the read-only one.
+``POST /query?format=<ClickHouse output format>&param_<name>=<value>...``
+(read or operator credential) runs the SQL in the body and answers with
+ClickHouse's own rendering of the result. Values go in as bound parameters,
+``{name:Type}`` in the SQL and ``param_name`` in the URL, as ClickHouse's HTTP
+interface takes them. Each query passes three defences (docs/security.md):
+
+1. the engine grants no ClickHouse source (``engine_config``: no file, url,
+   s3, remote, ... for anyone in the process);
+2. the client's session is ``readonly=1`` with time and result limits that no
+   query can lift (``client.connect``);
+3. the parser gate (``sql_guard``): one read statement, allowed table
+   functions only, no ``INTO OUTFILE``, no scalar ``file()``.
+
+Answers: ``200`` result; ``400`` ClickHouse refused the SQL (its message);
+``403`` the gate refused it; ``413`` query text over ``store.max_query_bytes``;
+``422`` a limit was hit (time, rows, bytes), with the setting to change.
+
+``POST /jobs/<name>`` (operator credential only; the read credential gets
+``403``) runs a named store job (``sinks.jobs``) with a JSON object of
+arguments and answers its JSON result. ``GET /healthz`` is open and answers
+``ok`` only: no data.
 """
 
 from __future__ import annotations
@@ -18,37 +34,55 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from meterline.schemas.store_auth import StoreRole
+
 from .jobs import JobArgumentError, JobRegistry, UnknownJob, encode_result
+from .sql_guard import SqlRefused, checked_sql
+from .store_access import StoreAccess
+from .store_client import QueryError
 
 log = logging.getLogger(__name__)
 
 _FORMAT = re.compile(r"^[A-Za-z]{1,40}$")
-MAX_SQL_BYTES = 1 << 20
+_PARAM = re.compile(r"^param_([A-Za-z_][A-Za-z0-9_]{0,63})$")
+MAX_SQL_BYTES = 256 * 1024
+MAX_JOB_ARGS_BYTES = 1 << 20
+#: A request (headers and body) must arrive within this time: a slow client holds one thread.
+REQUEST_TIMEOUT_S = 30.0
+#: ClickHouse error codes for the read-only session's limits, and what to change.
+_LIMITS = {159: "the query ran longer than store.max_query_time_s",
+           396: "the result is larger than store.max_result_rows / store.max_result_bytes"}
 
 
-class QueryError(Exception):
-    """The query was refused or failed; the message is ClickHouse's own."""
+class LimitExceeded(QueryError):
+    """A query hit one of the read-only session's limits."""
 
 
 class QueryServer:
-    """A threaded HTTP server answering read-only queries with one client."""
+    """A threaded HTTP server answering authenticated queries and jobs.
 
-    def __init__(self, client: Any, host: str, port: int,
-                 jobs: JobRegistry | None = None) -> None:
+    ``client`` is the read-only client (``connect(readonly=True, limits=...)``):
+    queries on it are serialised by clickhouse-connect's per-client lock.
+    """
+
+    def __init__(self, client: Any, host: str, port: int, *, access: StoreAccess,
+                 jobs: JobRegistry | None = None, max_sql_bytes: int = MAX_SQL_BYTES) -> None:
         self._client = client
         self.jobs = jobs or JobRegistry()
+        self.access = access
+        self.max_sql_bytes = max_sql_bytes
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT_S
+
             def do_GET(self) -> None:
                 if urlparse(self.path).path == "/healthz":
                     self._reply(200, b"ok\n")
@@ -57,28 +91,80 @@ class QueryServer:
 
             def do_POST(self) -> None:
                 url = urlparse(self.path)
-                if url.path.startswith("/jobs/"):
-                    self._job(unquote(url.path.removeprefix("/jobs/")))
-                    return
-                if url.path != "/query":
+                is_job = url.path.startswith("/jobs/")
+                if not is_job and url.path != "/query":
                     self._reply(404, b"not found\n")
                     return
-                length = int(self.headers.get("content-length") or 0)
-                if length > MAX_SQL_BYTES:
-                    self._reply(413, b"query too large\n")
+                role = self._authenticate(url.path)
+                if role is None:
                     return
-                fmt = (parse_qs(url.query).get("format") or ["TabSeparatedWithNames"])[0]
+                if is_job:
+                    if role != "operator":
+                        self._refuse(403, url.path, "the read credential may not run jobs; "
+                                     "jobs need the operator credential")
+                        return
+                    self._job(unquote(url.path.removeprefix("/jobs/")))
+                else:
+                    self._query(url.query)
+
+            def _authenticate(self, path: str) -> StoreRole | None:
+                header = self.headers.get("authorization")
+                role = server.access.role_of(header)
+                if role is None:
+                    reason = "no credential" if not header else "wrong credential"
+                    self._refuse(401, path, f"{reason}: send Authorization: Bearer <store token> "
+                                 "(docs/security.md)")
+                return role
+
+            def _refuse(self, status: int, path: str, reason: str) -> None:
+                log.warning("store endpoint refused POST %s from %s: %s", path,
+                            self.client_address[0], reason)
+                self._reply(status, encode_result({"error": reason}), "application/json")
+
+            def _length(self, limit: int) -> int | None:
+                try:
+                    length = int(self.headers.get("content-length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._reply(400, b"invalid content-length\n")
+                    return None
+                if length > limit:
+                    self._reply(413, f"query too large: {length} bytes, the limit is {limit} "
+                                "(store.max_query_bytes)\n".encode())
+                    return None
+                return length
+
+            def _query(self, query_string: str) -> None:
+                length = self._length(server.max_sql_bytes)
+                if length is None:
+                    return
+                fmt, parameters = "TabSeparatedWithNames", {}
+                for name, value in parse_qsl(query_string, keep_blank_values=True):
+                    if name == "format":
+                        fmt = value
+                    elif match := _PARAM.match(name):
+                        parameters[match.group(1)] = value
+                    else:
+                        self._reply(400, f"unknown query argument {name!r}\n".encode())
+                        return
                 if not _FORMAT.match(fmt):
                     self._reply(400, b"invalid format name\n")
                     return
                 sql = self.rfile.read(length).decode("utf-8", errors="replace")
                 try:
-                    self._reply(200, server.run(sql, fmt))
+                    self._reply(200, server.run(sql, fmt, parameters))
+                except SqlRefused as exc:
+                    self._refuse(403, "/query", str(exc))
+                except LimitExceeded as exc:
+                    self._reply(422, (str(exc) + "\n").encode())
                 except QueryError as exc:
                     self._reply(400, (str(exc) + "\n").encode())
 
             def _job(self, name: str) -> None:
-                length = int(self.headers.get("content-length") or 0)
+                length = self._length(MAX_JOB_ARGS_BYTES)
+                if length is None:
+                    return
                 try:
                     args = orjson.loads(self.rfile.read(length) or b"{}")
                     if not isinstance(args, dict):
@@ -116,32 +202,30 @@ class QueryServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def run(self, sql: str, fmt: str) -> bytes:
+    def run(self, sql: str, fmt: str, parameters: dict[str, str] | None = None) -> bytes:
+        """The result of ``sql`` rendered as ``fmt``: ``SqlRefused``, ``QueryError``."""
         try:
-            data: bytes = self._client.raw_query(sql, fmt=fmt)
+            statement = checked_sql(self._client, sql, parameters)
+            data: bytes = self._client.raw_query(statement, parameters=parameters or {}, fmt=fmt)
         except ClickHouseError as exc:
-            raise QueryError(str(exc)) from exc
+            message = str(exc)
+            for code, why in _LIMITS.items():
+                if f"Code: {code}." in message:
+                    raise LimitExceeded(f"refused: {why}. ClickHouse said: {message}") from exc
+            raise QueryError(message) from exc
         return data
 
     def start(self) -> None:
         self._thread.start()
 
+    def serving(self) -> bool:
+        """True while the server thread runs (the store exits when it does not)."""
+        return self._thread.is_alive()
+
+    def serving(self) -> bool:
+        """True while the server thread runs (the store's supervision loop asks)."""
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
-
-
-def remote_query(base_url: str, sql: str, fmt: str = "TabSeparatedWithNames",
-                 timeout_s: float = 60.0) -> bytes:
-    """Run ``sql`` on a store's query endpoint; ``QueryError`` with its message if refused."""
-    request = urllib.request.Request(f"{base_url}/query?format={quote(fmt)}",
-                                     data=sql.encode(), method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body: bytes = response.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        raise QueryError(exc.read().decode("utf-8", errors="replace").strip()) from exc
-    except urllib.error.URLError as exc:
-        raise QueryError(f"the store at {base_url} is not reachable ({exc.reason}); is "
-                         "`meterline up` running?") from exc

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from .errors import store_errors
-from .rollups import ROLLUPS, sql_time
+from .rollups import ROLLUPS, time_param
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,28 +56,32 @@ class Reconciliation:
 def reconcile(client: Any, database: str, start: datetime | None = None,
               end: datetime | None = None) -> Reconciliation:
     """The figures for [start, end) of ``received_at`` (all time when omitted)."""
-    events_where = _range("received_at", start, end)
+    events_where, bound = _range("received_at", start, end)
     with store_errors("reconciling events"):
         rows, distinct = client.query(
-            f"SELECT count(), uniqExact(request_id) FROM {database}.events {events_where}"
-        ).result_rows[0]
+            f"SELECT count(), uniqExact(request_id) FROM {database}.events {events_where}",
+            parameters=bound).result_rows[0]
         cost, unpriced = client.query(
-            f"SELECT sum(cost_usd), countIf(unpriced) FROM {database}.events FINAL {events_where}"
-        ).result_rows[0]
+            f"SELECT sum(cost_usd), countIf(unpriced) FROM {database}.events FINAL {events_where}",
+            parameters=bound).result_rows[0]
         totals = {}
         for rollup in ROLLUPS:
-            where = _range(rollup.bucket[0], start, end)
+            where, bound = _range(rollup.bucket[0], start, end)
             requests, rollup_cost = client.query(
-                f"SELECT sum(requests), sum(cost_usd) FROM {database}.{rollup.table} {where}"
-            ).result_rows[0]
+                f"SELECT sum(requests), sum(cost_usd) FROM {database}.{rollup.table} {where}",
+                parameters=bound).result_rows[0]
             totals[rollup.table] = RollupTotals(int(requests), Decimal(rollup_cost))
     return Reconciliation(int(rows), int(distinct), Decimal(cost), int(unpriced), totals)
 
 
-def _range(column: str, start: datetime | None, end: datetime | None) -> str:
-    clauses = []
+def _range(column: str, start: datetime | None, end: datetime | None
+           ) -> tuple[str, dict[str, str]]:
+    """The WHERE of [start, end) on ``column`` (either end open) and its bound values."""
+    clauses, bound = [], {}
     if start is not None:
-        clauses.append(f"{column} >= {sql_time(start)}")
+        clauses.append(f"{column} >= {{start:DateTime64(6, 'UTC')}}")
+        bound["start"] = time_param(start)
     if end is not None:
-        clauses.append(f"{column} < {sql_time(end)}")
-    return ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        clauses.append(f"{column} < {{end:DateTime64(6, 'UTC')}}")
+        bound["end"] = time_param(end)
+    return ("WHERE " + " AND ".join(clauses)) if clauses else "", bound

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from .errors import store_errors
-from .rollups import hour_ceil, hour_floor, repair_rollups, sql_time
+from .rollups import END, START, hour_ceil, hour_floor, range_params, repair_rollups
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ def _clamp(client: Any, database: str, start: datetime, end: datetime
     with store_errors("finding the events in range"):
         first, last, count = client.query(
             f"SELECT min(received_at), max(received_at), count() FROM {database}.events "
-            f"WHERE received_at >= {sql_time(start)} AND received_at < {sql_time(end)}"
-        ).result_rows[0]
+            f"WHERE received_at >= {START} AND received_at < {END}",
+            parameters=range_params(start, end)).result_rows[0]
     if not count:
         return start, start
     return max(start, hour_floor(first)), min(end, hour_ceil(last + timedelta(microseconds=1)))
@@ -125,8 +125,8 @@ def reprice_range(client: Any, database: str, start: datetime, end: datetime,
             with store_errors(f"reading events [{day_start}, {day_end})"):
                 raw = client.raw_query(
                     f"SELECT * FROM {database}.events FINAL WHERE received_at >= "
-                    f"{sql_time(day_start)} AND received_at < {sql_time(day_end)} "
-                    "FORMAT JSONEachRow", settings=_READ_SETTINGS)
+                    f"{START} AND received_at < {END} FORMAT JSONEachRow",
+                    parameters=range_params(day_start, day_end), settings=_READ_SETTINGS)
             changed = []
             for line in raw.splitlines():
                 row = orjson.loads(line)

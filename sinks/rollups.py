@@ -80,12 +80,22 @@ def hour_ceil(moment: datetime) -> datetime:
     return floor if floor == moment.astimezone(UTC) else floor + timedelta(hours=1)
 
 
-def sql_time(moment: datetime) -> str:
-    return f"toDateTime64('{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}', 6, 'UTC')"
+#: The bound ends of a [start, end) range in SQL; ``range_params`` holds their values.
+START = "{start:DateTime64(6, 'UTC')}"
+END = "{end:DateTime64(6, 'UTC')}"
 
 
-def delta_sql(rollup: Rollup, database: str, start: datetime, end: datetime) -> str:
-    """The SELECT of ``rollup``'s delta rows for [start, end): truth minus what is held."""
+def time_param(moment: datetime) -> str:
+    """``moment`` as the text a ``DateTime64(6, 'UTC')`` query parameter reads."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f}"
+
+
+def range_params(start: datetime, end: datetime) -> dict[str, str]:
+    return {"start": time_param(start), "end": time_param(end)}
+
+
+def delta_sql(rollup: Rollup, database: str) -> str:
+    """The SELECT of ``rollup``'s delta rows for [start, end) (``range_params``) minus held."""
     bucket, bucket_expr = rollup.bucket
     keys = rollup.key_columns
     key_list = ", ".join(keys)
@@ -98,11 +108,11 @@ def delta_sql(rollup: Rollup, database: str, start: datetime, end: datetime) -> 
     return (
         f"SELECT {key_list}, {deltas} FROM "
         f"(SELECT {truth} FROM {database}.events FINAL "
-        f"WHERE received_at >= {sql_time(start)} AND received_at < {sql_time(end)} "
+        f"WHERE received_at >= {START} AND received_at < {END} "
         f"GROUP BY {key_list}) AS e "
         f"FULL OUTER JOIN "
         f"(SELECT {held} FROM {database}.{rollup.table} "
-        f"WHERE {bucket} >= {sql_time(start)} AND {bucket} < {sql_time(end)} "
+        f"WHERE {bucket} >= {START} AND {bucket} < {END} "
         f"GROUP BY {key_list}) AS r USING ({key_list}) "
         f"WHERE {differs} "
         "SETTINGS join_use_nulls = 0"
@@ -119,12 +129,14 @@ def repair_rollups(client: Any, database: str, start: datetime, end: datetime) -
     start, end = hour_floor(start), hour_ceil(end)
     written = 0
     for rollup in ROLLUPS:
-        select = delta_sql(rollup, database, start, end)
+        select, bound = delta_sql(rollup, database), range_params(start, end)
         columns = ", ".join([*rollup.key_columns, *(name for name, _ in rollup.sums)])
         with store_errors(f"repairing {rollup.table} for [{start}, {end})"):
-            rows = int(client.query(f"SELECT count() FROM ({select})").result_rows[0][0])
+            rows = int(client.query(f"SELECT count() FROM ({select})",
+                                    parameters=bound).result_rows[0][0])
             if rows:
-                client.command(f"INSERT INTO {database}.{rollup.table} ({columns}) {select}")
+                client.command(f"INSERT INTO {database}.{rollup.table} ({columns}) {select}",
+                               parameters=bound)
         if rows:
             log.warning("%s: wrote %d delta rows for [%s, %s)", rollup.table, rows, start, end)
         written += rows

@@ -25,6 +25,8 @@ import yaml
 
 from meterline.embedded import create_topics, free_port, wait_for_port
 from meterline.schemas import Topics
+from meterline.schemas.store_auth import auth_headers
+from meterline.sinks.store_access import StoreAccess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,6 +135,16 @@ def write_config(path: Path, *, bootstrap: str, prefix: str, chdb_path: Path, ga
 
 #: The key sealing message text between the test gateway and processors (a test value).
 TEST_BODY_KEY = "bWV0ZXJsaW5lLXRlc3QtYm9keS1rZXktMzItYnl0ZXM="
+#: The store endpoint's two credentials in tests (docs/security.md), and their environment.
+TEST_STORE_READ_TOKEN = "test-store-read-token-0123456789abcdefghij"
+TEST_STORE_OPERATOR_TOKEN = "test-store-operator-token-0123456789abcdef"
+STORE_TOKEN_ENV = {"METERLINE_STORE__READ_TOKEN": TEST_STORE_READ_TOKEN,
+                   "METERLINE_STORE__OPERATOR_TOKEN": TEST_STORE_OPERATOR_TOKEN}
+
+
+def store_access() -> StoreAccess:
+    """The store side of the test credentials, for a ``QueryServer`` started by a test."""
+    return StoreAccess(read_token=TEST_STORE_READ_TOKEN, operator_token=TEST_STORE_OPERATOR_TOKEN)
 
 
 class Role:
@@ -145,7 +157,7 @@ class Role:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Role:
-        env = {"METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY, **os.environ,
+        env = {"METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY, **STORE_TOKEN_ENV, **os.environ,
                "METERLINE_CONFIG": str(self.config)}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
@@ -228,7 +240,8 @@ class Pipeline:
     def sql(self, query: str) -> list[list[str]]:
         """Rows of a read-only query through the store's endpoint (tab-separated)."""
         request = urllib.request.Request(f"{self.store_url}/query?format=TabSeparated",
-                                         data=query.encode(), method="POST")
+                                         data=query.encode(), method="POST",
+                                         headers=auth_headers(TEST_STORE_READ_TOKEN))
         with urllib.request.urlopen(request, timeout=60) as response:
             text: str = response.read().decode()
         return [line.split("\t") for line in text.splitlines()]

@@ -30,6 +30,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from meterline.schemas import Settings
+from meterline.schemas.store_auth import resolve_token
 
 from . import pages
 from .access import COOKIE_NAME, SESSION_TTL_S, Forbidden, KeyDirectory, SessionSigner, Viewer, viewer_for
@@ -55,7 +56,8 @@ class Dashboard:
 
     def __init__(self, settings: Settings, store_url: str | None = None) -> None:
         self.settings = settings
-        self.reader = StoreReader(store_url or f"http://{settings.store.host}:{settings.store.port}")
+        self.reader = StoreReader(store_url or f"http://{settings.store.host}:{settings.store.port}",
+                                  token=lambda: resolve_token(settings, "read"))
         self.directory = KeyDirectory(settings.keys, settings.keys_file)
         self.signer = SessionSigner()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),

@@ -1,4 +1,4 @@
-"""The dashboard's filters: parsed from the query string, validated, turned into SQL.
+"""The dashboard's filters: parsed from the query string, validated, bound into SQL.
 
 Every page takes the same filters (``from``, ``to``, ``team``, ``repo``,
 ``tool``, ``model``). They are validated here, before any SQL is written, so a
@@ -7,10 +7,11 @@ person can act on (rendered on the page with status 400), never a ClickHouse
 error or a traceback.
 
 Days are calendar days in the configured ``timezone``; the rollup's hours are
-UTC, so a day is cut with ``toDateTime('<date> 00:00:00', tz)``. Values reach
-SQL only through ``sql_string``, which escapes them as ClickHouse string
-literals: the store endpoint is read-only, but a filter must still not be able
-to change what a query means.
+UTC, so a day is cut with ``toDateTime({day_from:String}, {tz:String})``.
+Values never enter SQL text: the conditions name query parameters
+(``{team:String}``) and ``Filters.params`` holds their values, which the store
+binds server-side (``param_team=...``), so no filter can change what a query
+means. Column names are written by this module only.
 """
 
 from __future__ import annotations
@@ -27,11 +28,6 @@ MAX_RANGE_DAYS = 366
 
 class BadFilter(ValueError):
     """A filter value a person typed or edited that cannot be used; the message says why."""
-
-
-def sql_string(value: str) -> str:
-    """``value`` as a ClickHouse single-quoted string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +61,20 @@ class Filters:
                   "repo": self.repo, "tool": self.tool, "model": self.model, **changes}
         return urlencode({name: value for name, value in params.items() if value})
 
+    def params(self) -> dict[str, str]:
+        """The bound values every condition of this module refers to, by parameter name."""
+        after = self.end + timedelta(days=1)
+        return {"tz": self.timezone, "day_from": f"{self.start.isoformat()} 00:00:00",
+                "day_after": f"{after.isoformat()} 00:00:00", "team": self.team,
+                "repo": self.repo, "tool": self.tool, "model": self.model}
+
     def hour_bounds(self) -> str:
         """SQL condition on ``hour`` (the rollups) covering the selected local days."""
         return self.bounds("hour")
 
     def bounds(self, column: str) -> str:
-        zone = sql_string(self.timezone)
-        after = self.end + timedelta(days=1)
-        return (f"{column} >= toDateTime('{self.start.isoformat()} 00:00:00', {zone}) "
-                f"AND {column} < toDateTime('{after.isoformat()} 00:00:00', {zone})")
+        return (f"{column} >= toDateTime({{day_from:String}}, {{tz:String}}) "
+                f"AND {column} < toDateTime({{day_after:String}}, {{tz:String}})")
 
     def rollup_where(self, *, use_team: bool = True) -> str:
         """WHERE body for ``spend_hourly``: range plus every dimension that is set."""
@@ -84,9 +85,9 @@ class Filters:
         return " AND ".join([self.bounds("received_at"), *self._dimensions("served_model", use_team)])
 
     def _dimensions(self, model_column: str, use_team: bool) -> list[str]:
-        pairs = [("team", self.team if use_team else ""), ("repo", self.repo), ("tool", self.tool),
-                 (model_column, self.model)]
-        return [f"{column} = {sql_string(value)}" for column, value in pairs if value]
+        pairs = [("team", "team", self.team if use_team else ""), ("repo", "repo", self.repo),
+                 ("tool", "tool", self.tool), (model_column, "model", self.model)]
+        return [f"{column} = {{{name}:String}}" for column, name, value in pairs if value]
 
 
 def _parse_day(text: str, name: str) -> date:

@@ -8,8 +8,9 @@ read is "top requests by cost", which needs request ids; it reads
 its latest price only.
 
 Scoping to the viewer happens here, not in the templates: a team lead's
-queries carry ``team = '<own team>'`` in SQL, so another team's rows are never
-fetched, let alone rendered.
+queries carry ``team = {team:String}`` bound to their own team, so another
+team's rows are never fetched, let alone rendered. Every value is a bound
+parameter (``Filters.params``); only column names are written into SQL.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from zoneinfo import ZoneInfo
 from meterline.schemas import Settings
 
 from .access import KeyDirectory, Viewer
-from .filters import Filters, sql_string
+from .filters import Filters
 from .store_reader import StoreReader
 from .tables import Table, count, daily_series, money, pivot_by_day, table_from_rows
 
@@ -46,19 +47,18 @@ def _team_scope(viewer: Viewer, filters: Filters) -> Filters:
     return filters if viewer.admin else filters.with_team(viewer.team)
 
 
-def _day(filters: Filters) -> str:
-    return f"toDate(hour, {sql_string(filters.timezone)}) AS day"
+_DAY = "toDate(hour, {tz:String}) AS day"
 
 
 async def overview(reader: StoreReader, settings: Settings, viewer: Viewer, filters: Filters) -> Page:
     scoped = _team_scope(viewer, filters)
-    where = scoped.rollup_where()
+    where, bound = scoped.rollup_where(), scoped.params()
     by_team, daily = await reader.many([
-        f"SELECT team, any(cost_centre) AS cost_centre, {SPEND}, "
-        f"sumIf(requests, unpriced) AS unpriced_calls FROM spend_hourly WHERE {where} "
-        "GROUP BY team ORDER BY spend_usd DESC",
-        f"SELECT {_day(scoped)}, team, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
-        "GROUP BY day, team ORDER BY day",
+        (f"SELECT team, any(cost_centre) AS cost_centre, {SPEND}, "
+         f"sumIf(requests, unpriced) AS unpriced_calls FROM spend_hourly WHERE {where} "
+         "GROUP BY team ORDER BY spend_usd DESC", bound),
+        (f"SELECT {_DAY}, team, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
+         "GROUP BY day, team ORDER BY day", bound),
     ])
     budgets = {team.name: team for team in settings.teams if viewer.may_see(team.name)}
     seen = {row["team"] for row in by_team}
@@ -101,19 +101,21 @@ def _elapsed_fraction(filters: Filters) -> float:
 
 async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
     viewer.require(filters.team)
-    where, day = filters.rollup_where(), _day(filters)
+    where, day, bound = filters.rollup_where(), _DAY, filters.params()
     users, repos, mix, top = await reader.many([
-        f"SELECT user, {day}, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
-        "GROUP BY user, day",
-        f"SELECT if(repo = '', '(unknown)', repo) AS repository, {day}, sum(cost_usd) AS spend_usd "
-        f"FROM spend_hourly WHERE {where} GROUP BY repository, day",
-        f"SELECT tool, model, {SPEND}, {ALL_INPUT}, sum(output_tokens) AS output_tokens, "
-        f"sum(errors) AS errors FROM spend_hourly WHERE {where} GROUP BY tool, model "
-        "ORDER BY spend_usd DESC",
-        "SELECT request_id, toString(received_at) AS received_at_utc, user, repo, tool, "
-        "served_model AS model, input_tokens + cache_read_tokens + cache_write_5m_tokens "
-        "+ cache_write_1h_tokens AS input_tokens, output_tokens, cost_usd "
-        f"FROM events FINAL WHERE {filters.events_where()} ORDER BY cost_usd DESC LIMIT 20",
+        (f"SELECT user, {day}, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
+         "GROUP BY user, day", bound),
+        (f"SELECT if(repo = '', '(unknown)', repo) AS repository, {day}, "
+         f"sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} GROUP BY repository, day",
+         bound),
+        (f"SELECT tool, model, {SPEND}, {ALL_INPUT}, sum(output_tokens) AS output_tokens, "
+         f"sum(errors) AS errors FROM spend_hourly WHERE {where} GROUP BY tool, model "
+         "ORDER BY spend_usd DESC", bound),
+        ("SELECT request_id, toString(received_at) AS received_at_utc, user, repo, tool, "
+         "served_model AS model, input_tokens + cache_read_tokens + cache_write_5m_tokens "
+         "+ cache_write_1h_tokens AS input_tokens, output_tokens, cost_usd "
+         f"FROM events FINAL WHERE {filters.events_where()} ORDER BY cost_usd DESC LIMIT 20",
+         bound),
     ])
     tables = [
         pivot_by_day("developers", "Spend per developer and day", users, label="user",
@@ -138,14 +140,14 @@ async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
 async def keys(reader: StoreReader, settings: Settings, directory: KeyDirectory, viewer: Viewer,
                filters: Filters) -> Page:
     scoped = _team_scope(viewer, filters)
-    team_only = f"team = {sql_string(scoped.team)}" if scoped.team else "1"
+    team_only = "team = {team:String}" if scoped.team else "1"
     in_range = scoped.hour_bounds()
     rows = await reader.rows(
         # aliases differ from the columns: ``any(team) AS team`` would capture the WHERE's team
         f"SELECT key_id, any(user) AS key_user, any(team) AS key_team, "
         f"toString(max(hour)) AS last_used_hour, "
         f"sumIf(cost_usd, {in_range}) AS spend_usd, sumIf(requests, {in_range}) AS calls "
-        f"FROM spend_hourly WHERE {team_only} GROUP BY key_id")
+        f"FROM spend_hourly WHERE {team_only} GROUP BY key_id", scoped.params())
     dormant = timedelta(days=settings.anomalies.defaults.dormant_after_days)
     idle_before = (datetime.now(UTC) - dormant).strftime("%Y-%m-%d %H:%M:%S")
     records = {key_id: record for key_id, record in directory.records().items()
@@ -172,13 +174,15 @@ async def keys(reader: StoreReader, settings: Settings, directory: KeyDirectory,
 
 
 async def buckets(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
-    where = _team_scope(viewer, filters).rollup_where()
+    scoped = _team_scope(viewer, filters)
+    where, bound = scoped.rollup_where(), scoped.params()
     unpriced, unattributed = await reader.many([
-        f"SELECT provider, model, team, sum(requests) AS calls, {ALL_INPUT}, "
-        f"sum(output_tokens) AS output_tokens FROM spend_hourly WHERE unpriced AND {where} "
-        "GROUP BY provider, model, team ORDER BY calls DESC",
-        f"SELECT team AS team_label, user, key_id, {SPEND} FROM spend_hourly "
-        f"WHERE NOT attributed AND {where} GROUP BY team_label, user, key_id ORDER BY spend_usd DESC",
+        (f"SELECT provider, model, team, sum(requests) AS calls, {ALL_INPUT}, "
+         f"sum(output_tokens) AS output_tokens FROM spend_hourly WHERE unpriced AND {where} "
+         "GROUP BY provider, model, team ORDER BY calls DESC", bound),
+        (f"SELECT team AS team_label, user, key_id, {SPEND} FROM spend_hourly "
+         f"WHERE NOT attributed AND {where} GROUP BY team_label, user, key_id "
+         "ORDER BY spend_usd DESC", bound),
     ])
     return Page([
         table_from_rows("unpriced", "Unpriced usage (no price known: not counted as $0 spend)",
@@ -194,15 +198,18 @@ async def buckets(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page
 
 async def activity(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
     scoped = _team_scope(viewer, filters)
-    team_only = f" AND team = {sql_string(scoped.team)}" if scoped.team else ""
+    team_only = " AND team = {team:String}" if scoped.team else ""
+    bound = scoped.params()
     anomalies, alerts = await reader.many([
-        "SELECT toString(window_start) AS window_start_utc, kind, severity, team, user, key_id, repo, "
-        "model, cost_usd, summary FROM anomalies FINAL "
-        f"WHERE {scoped.bounds('window_start')}{team_only} ORDER BY window_start DESC LIMIT 200",
-        "SELECT toString(recorded_at) AS recorded_at_utc, team, scope, subject, period, alert, "
-        "if(state = 'sent', 'sent', concat('not delivered: ', detail)) AS delivery, "
-        f"spend_usd, budget_usd FROM budget_alerts WHERE state IN ('sent', 'undelivered') "
-        f"AND {scoped.bounds('recorded_at')}{team_only} ORDER BY recorded_at DESC LIMIT 200",
+        ("SELECT toString(window_start) AS window_start_utc, kind, severity, team, user, key_id, "
+         "repo, model, cost_usd, summary FROM anomalies FINAL "
+         f"WHERE {scoped.bounds('window_start')}{team_only} ORDER BY window_start DESC LIMIT 200",
+         bound),
+        ("SELECT toString(recorded_at) AS recorded_at_utc, team, scope, subject, period, alert, "
+         "if(state = 'sent', 'sent', concat('not delivered: ', detail)) AS delivery, "
+         "spend_usd, budget_usd FROM budget_alerts WHERE state IN ('sent', 'undelivered') "
+         f"AND {scoped.bounds('recorded_at')}{team_only} ORDER BY recorded_at DESC LIMIT 200",
+         bound),
     ])
     return Page([
         table_from_rows("anomalies", "Anomalies", anomalies,
@@ -218,11 +225,11 @@ async def activity(reader: StoreReader, viewer: Viewer, filters: Filters) -> Pag
 async def choices(reader: StoreReader, viewer: Viewer, filters: Filters) -> dict[str, list[str]]:
     """Values for the filter inputs' suggestions, and the teams this viewer may pick."""
     scoped = _team_scope(viewer, filters)
-    team_only = f"team = {sql_string(scoped.team)}" if not viewer.admin else "1"
+    team_only = "team = {team:String}" if not viewer.admin else "1"
     rows = await reader.rows(
         "SELECT groupUniqArray(team) AS teams, groupUniqArray(repo) AS repos, "
         "groupUniqArray(tool) AS tools, groupUniqArray(model) AS models "
-        f"FROM spend_hourly WHERE {scoped.hour_bounds()} AND {team_only}")
+        f"FROM spend_hourly WHERE {scoped.hour_bounds()} AND {team_only}", scoped.params())
     row = rows[0] if rows else {}
     return {name: sorted(v for v in row.get(name, []) if v) for name in ("teams", "repos", "tools", "models")}
 

@@ -2,8 +2,11 @@
 
 The gateway never opens ClickHouse: with embedded chdb only the store process
 may (docs/architecture.md), so the dashboard reads exactly as ``meterline sql``
-does, ``POST {store}/query?format=JSONEachRow`` with the SQL as the body. That
-endpoint runs with ``readonly=2``, so nothing the UI sends can write.
+does: ``POST {store}/query?format=JSONEachRow&param_<name>=<value>`` with the
+SQL as the body and the read credential (``Authorization: Bearer``, the token
+from ``store.read_token`` or ``up``'s token file, looked up per page so a
+store restarted with new tokens is followed). Values are bound parameters
+(``{team:String}`` in the SQL), never spliced in. The endpoint is read-only.
 
 The client is aiohttp (already the gateway's upstream client) rather than
 ``urllib``, because a blocking call here would stall every proxied request
@@ -17,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
+from meterline.schemas.store_auth import auth_headers, query_url
+
 Row = dict[str, Any]
+#: One query: its SQL and the values of the ``{name:Type}`` parameters it names.
+Query = tuple[str, Mapping[str, Any]]
 
 
 class StoreUnavailable(RuntimeError):
@@ -33,20 +40,25 @@ class StoreUnavailable(RuntimeError):
 class StoreReader:
     """Runs SELECTs on the store; one short-lived HTTP session per page."""
 
-    def __init__(self, store_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, store_url: str, *, token: Callable[[], str | None],
+                 timeout_s: float = 30.0) -> None:
         self.store_url = store_url.rstrip("/")
+        self._token = token
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def many(self, queries: Sequence[str]) -> list[list[Row]]:
+    async def many(self, queries: Sequence[Query]) -> list[list[Row]]:
         """Rows of each query, run concurrently (a page's tables load in parallel)."""
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
-            return list(await asyncio.gather(*(self._one(session, sql) for sql in queries)))
+        headers = auth_headers(self._token())
+        async with aiohttp.ClientSession(timeout=self._timeout, headers=headers) as session:
+            return list(await asyncio.gather(*(self._one(session, sql, params)
+                                               for sql, params in queries)))
 
-    async def rows(self, sql: str) -> list[Row]:
-        return (await self.many([sql]))[0]
+    async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return (await self.many([(sql, params or {})]))[0]
 
-    async def _one(self, session: aiohttp.ClientSession, sql: str) -> list[Row]:
-        url = f"{self.store_url}/query?format=JSONEachRow"
+    async def _one(self, session: aiohttp.ClientSession, sql: str,
+                   params: Mapping[str, Any]) -> list[Row]:
+        url = query_url(self.store_url, "JSONEachRow", params)
         try:
             async with session.post(url, data=sql.encode()) as response:
                 body = await response.text()

@@ -69,12 +69,15 @@ def run_check_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"meterline alerts check: {exc}", file=sys.stderr)
         return 2
     if settings.clickhouse.embedded:
+        from meterline.sinks import store_endpoint
         from meterline.sinks.jobs import JobError, StoreNotRunning, UnknownJob, remote_job
 
-        store_url = f"http://{settings.store.host}:{settings.store.port}"
+        store = store_endpoint(settings)
+        store_url = store.url
         try:
             remote = remote_job(store_url, CHECK_JOB, {"dry_run": args.dry_run,
-                                                       "at": now.isoformat()}, timeout_s=600)
+                                                       "at": now.isoformat()}, timeout_s=600,
+                                token=store.operator_token)
         except StoreNotRunning:
             pass  # nobody holds the data: open it here
         except UnknownJob:

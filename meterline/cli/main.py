@@ -93,11 +93,14 @@ def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
-    from meterline.sinks import QueryError, remote_query
+    from meterline.sinks import QueryError, remote_query, store_endpoint
 
-    url = args.store or f"http://{settings.store.host}:{settings.store.port}"
+    store = store_endpoint(settings)
+    url = args.store or store.url
     try:
-        sys.stdout.write(remote_query(url, args.query, args.format).decode())
+        params = dict(param.partition("=")[::2] for param in args.param)
+        sys.stdout.write(remote_query(url, args.query, args.format, token=store.query_token,
+                                      parameters=params).decode())
     except QueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -140,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--format", default="PrettyCompactMonoBlock",
                      help="ClickHouse output format (CSVWithNames, JSONEachRow, ...)")
     sql.add_argument("--store", default="", help="store query URL (default from settings)")
+    sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="bind a value to {NAME:Type} in the query (repeatable)")
     sql.set_defaults(run=_sql)
     from meterline.cli import simulate
 

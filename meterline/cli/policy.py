@@ -45,7 +45,7 @@ def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
         store_query,
     )
     from meterline.reports.policy_report_render import render
-    from meterline.sinks import QueryError, SinkError, connect
+    from meterline.sinks import QueryError, SinkError, connect, store_endpoint
     from meterline.sinks.errors import store_errors
 
     try:
@@ -56,7 +56,8 @@ def run_report_command(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     try:
         if settings.clickhouse.embedded:
-            query = store_query(f"http://{settings.store.host}:{settings.store.port}")
+            store = store_endpoint(settings)
+            query = store_query(store.url, store.query_token)
         else:
             with store_errors(f"connecting to {settings.clickhouse.dsn}"):
                 query = client_query(connect(settings.clickhouse, readonly=True))

@@ -66,14 +66,16 @@ def run_chargeback_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"meterline report chargeback: {exc}", file=sys.stderr)
         return 2
     if settings.clickhouse.embedded:
+        from meterline.sinks import store_endpoint
         from meterline.sinks.jobs import JobError, StoreNotRunning, UnknownJob, remote_job
 
-        store_url = f"http://{settings.store.host}:{settings.store.port}"
+        store = store_endpoint(settings)
+        store_url = store.url
         args_json = {"month": str(month), "deliver": not args.no_deliver,
                      **({"output_dir": str(Path(args.output_dir).resolve())}
                         if args.output_dir else {})}
         try:
-            result = remote_job(store_url, "chargeback", args_json)
+            result = remote_job(store_url, "chargeback", args_json, token=store.operator_token)
         except StoreNotRunning:
             pass  # nobody holds the data: open it here
         except UnknownJob:

@@ -22,13 +22,20 @@ from meterline.schemas import Settings
 
 def _reprice(args: argparse.Namespace, settings: Settings) -> int:
     from meterline.services.store_jobs import run_job_directly
-    from meterline.sinks import JobArgumentError, JobError, StoreNotRunning, remote_job
+    from meterline.sinks import (
+        JobArgumentError,
+        JobError,
+        StoreNotRunning,
+        remote_job,
+        store_endpoint,
+    )
 
-    url = args.store or f"http://{settings.store.host}:{settings.store.port}"
+    store = store_endpoint(settings)
+    url = args.store or store.url
     job_args = {"from": args.start, "to": args.end}
     try:
         try:
-            result = remote_job(url, "reprice", job_args)
+            result = remote_job(url, "reprice", job_args, token=store.operator_token)
             where = f"store at {url}"
         except StoreNotRunning:
             print(f"no store at {url}; re-pricing directly in {settings.clickhouse.dsn}",

@@ -95,17 +95,20 @@ def _wait_for_rows(settings: Settings, start: datetime, end: datetime, expected:
     import contextlib
     import time
 
-    from meterline.sinks import QueryError, remote_query
+    from meterline.sinks import QueryError, remote_query, store_endpoint
 
-    store_url = f"http://{settings.store.host}:{settings.store.port}"
-    query = (f"SELECT count() FROM events WHERE received_at >= '{start:%Y-%m-%d %H:%M:%S}' "
-             f"AND received_at < '{end:%Y-%m-%d %H:%M:%S}'")
+    store = store_endpoint(settings)
+    query = ("SELECT count() FROM events WHERE received_at >= {start:DateTime('UTC')} "
+             "AND received_at < {end:DateTime('UTC')}")
+    bounds = {"start": f"{start.astimezone(UTC):%Y-%m-%d %H:%M:%S}",
+              "end": f"{end.astimezone(UTC):%Y-%m-%d %H:%M:%S}"}
     deadline = time.monotonic() + timeout_s
     found = 0
     while True:
         # the store may be starting or busy: then ask again
         with contextlib.suppress(QueryError, OSError, ValueError):
-            found = int(remote_query(store_url, query, "TabSeparated", timeout_s=30).strip() or 0)
+            found = int(remote_query(store.url, query, "TabSeparated", timeout_s=30,
+                                     token=store.query_token, parameters=bounds).strip() or 0)
         if found >= expected or time.monotonic() > deadline:
             return found
         print(f"\rwaiting for rows: {found:,} of {expected:,}", end="", file=sys.stderr)

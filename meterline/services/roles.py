@@ -119,10 +119,14 @@ def run_store(settings: Settings) -> None:
     repaired = repair_recent(writer_client, settings.clickhouse.database)
     log.info("start-up rollup repair wrote %d delta rows", repaired)
     register_store_jobs(jobs, settings, writer)
-    reader = connect(settings.clickhouse, readonly=True, database=settings.clickhouse.database)
-    queries = QueryServer(reader, settings.store.host, settings.store.port, jobs=jobs)
+    reader = connect(settings.clickhouse, readonly=True, database=settings.clickhouse.database,
+                     limits=settings.store)
+    queries = QueryServer(reader, settings.store.host, settings.store.port, jobs=jobs,
+                          access=StoreAccess.for_store(settings),
+                          max_sql_bytes=settings.store.max_query_bytes)
     queries.start()
     log.info("store query endpoint on %s", queries.url)
+        StoreAccess,
     sink = EventSink(settings.kafka, settings.store, writer)
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="event-sink")
     sink_thread.start()

@@ -138,6 +138,28 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
             supervisor.stop()
             print_(f"stopped in {time.monotonic() - started:.1f} s")
 
+def _store_tokens(settings: Settings) -> dict[str, str]:
+    """This run's store credentials for its roles, and the 0600 files local CLIs read.
+
+    A token that is not configured is generated afresh on every run, so one
+    from an earlier run is refused (docs/security.md). A configured token
+    reaches the roles through the environment they inherit; no file is written.
+    """
+    from pydantic import SecretStr
+
+    from meterline.schemas.store_auth import StoreRole, new_token, write_token_file
+
+    env: dict[str, str] = {}
+    roles: tuple[tuple[StoreRole, SecretStr | None], ...] = (
+        ("read", settings.store.read_token), ("operator", settings.store.operator_token))
+    for role, configured in roles:
+        if configured is None:
+            token = new_token()
+            write_token_file(settings.data_dir, role, token)
+            env[f"METERLINE_STORE__{role.upper()}_TOKEN"] = token
+    return env
+
+
 
 def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter) -> None:
     topics = Topics(settings.kafka.topic_prefix).all()
@@ -171,6 +193,7 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
     if settings.egress.body_key is None:
         # message text crosses Kafka sealed with this run's key (see policy/seal.py)
         from meterline.policy.seal import new_key
+    supervisor.env.update(_store_tokens(settings))
         supervisor.env["METERLINE_EGRESS__BODY_KEY"] = new_key()
     store = supervisor.start("store", role_argv("store"))
     store_url = f"http://{settings.store.host}:{settings.store.port}"

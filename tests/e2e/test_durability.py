@@ -29,7 +29,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from meterline.embedded import EmbeddedBroker, create_topics, free_port, wait_for_port
 from meterline.schemas import Topics
 from meterline.sinks import remote_job
-from tests.harness import CallerThreads, Pipeline, Role, wait_until, write_config
+from tests.harness import (
+    TEST_STORE_OPERATOR_TOKEN,
+    CallerThreads,
+    Pipeline,
+    Role,
+    wait_until,
+    write_config,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -161,7 +168,7 @@ def assert_books(pipeline: Pipeline, served: dict[str, tuple[str, str]]) -> None
         # The simulator answers one prompt with one usage: each kind of call has one price.
         assert Decimal(low) == Decimal(high) > 0, (surface, stream)
         assert Decimal(total) == Decimal(low) * int(count), (surface, stream)
-    books = remote_job(pipeline.store_url, "reconcile", {})
+    books = remote_job(pipeline.store_url, "reconcile", {}, token=TEST_STORE_OPERATOR_TOKEN)
     assert books["event_rows"] == books["distinct_request_ids"] == len(served)
     assert books["balanced"], books
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from meterline.sinks import remote_job
-from tests.harness import CallerThreads, Pipeline, wait_until
+from tests.harness import TEST_STORE_OPERATOR_TOKEN, CallerThreads, Pipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -105,7 +105,7 @@ def test_sigkilled_worker_and_store_count_every_served_call_once(
 
     ids = {row[0] for row in pipeline.sql("SELECT request_id FROM events")}
     assert ids == served
-    books = remote_job(pipeline.store_url, "reconcile", {})
+    books = remote_job(pipeline.store_url, "reconcile", {}, token=TEST_STORE_OPERATOR_TOKEN)
     assert books["distinct_request_ids"] == len(served)
     assert books["event_rows"] == len(served)
     events_cost = Decimal(books["events_cost_usd"])

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from meterline.sinks import remote_job
-from tests.harness import REPO_ROOT, Pipeline, wait_until
+from tests.harness import REPO_ROOT, TEST_STORE_OPERATOR_TOKEN, Pipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -39,7 +39,8 @@ def test_reprice_through_the_store_after_a_negotiated_discount(pipeline: Pipelin
             assert response.status_code == 200
     wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == "20", 120,
                message="20 rows")
-    before = Decimal(remote_job(pipeline.store_url, "reconcile", {})["events_cost_usd"])
+    before = Decimal(remote_job(pipeline.store_url, "reconcile", {},
+                                token=TEST_STORE_OPERATOR_TOKEN)["events_cost_usd"])
 
     # the same prices: nothing changes, however often it runs
     assert reprice(pipeline)["events_repriced"] == 0
@@ -57,7 +58,7 @@ def test_reprice_through_the_store_after_a_negotiated_discount(pipeline: Pipelin
 
     first = reprice(pipeline)
     assert first["events_repriced"] == 20
-    books = remote_job(pipeline.store_url, "reconcile", {})
+    books = remote_job(pipeline.store_url, "reconcile", {}, token=TEST_STORE_OPERATOR_TOKEN)
     assert books["balanced"] and books["distinct_request_ids"] == 20
     assert Decimal(books["events_cost_usd"]) == before * Decimal("0.75")
     assert books["rollups"]["spend_hourly"]["cost_usd"] == books["events_cost_usd"]

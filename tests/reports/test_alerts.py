@@ -60,7 +60,8 @@ def test_crossing_80_sends_one_rerun_none_crossing_100_one_more(
     assert "*Models:* meter-1 $85.00" in drivers
     assert "*Repos:* acme/platform-api $50.00, acme/web $35.00" in drivers
     dig_in = payload["blocks"][3]["text"]["text"]
-    assert "meterline sql" in dig_in and "team = 'platform'" in dig_in
+    assert "meterline sql --param=subject=platform" in dig_in
+    assert "team = {subject:String}" in dig_in
     assert "platform has used 85%" in payload["text"]
 
     assert alerts.check(NOV_10) == []
@@ -194,7 +195,8 @@ def test_user_and_key_budgets_alert_the_team(clickhouse: tuple[Any, str], slack:
     assert "1 unpriced requests" in alice["blocks"][3]["elements"][0]["text"]
     assert slack.headers_of(1) == "Budget reached: key key_00000000b0b0 (platform) at 150%"
     assert fields_of(key)["Key"] == "key_00000000b0b0"
-    assert "key_id = 'key_00000000b0b0'" in key["blocks"][3]["text"]["text"]
+    assert "key_id = {subject:String}" in key["blocks"][3]["text"]["text"]
+    assert "--param=subject=key_00000000b0b0 " in key["blocks"][3]["text"]["text"]
 
 
 def test_a_new_period_starts_clean(clickhouse: tuple[Any, str], slack: SlackStub) -> None:

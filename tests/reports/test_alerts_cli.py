@@ -21,7 +21,7 @@ import yaml
 
 from meterline.reports import create_scheduler, register_jobs
 from meterline.sinks import JobRegistry, QueryServer
-from tests.harness import REPO_ROOT
+from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, store_access
 from tests.reports.budget_traffic import alert_settings, spend
 from tests.reports.slack_stub import SlackStub, running_stub
 
@@ -102,7 +102,7 @@ def test_while_a_store_runs_the_check_runs_inside_it(tmp_path: Path, slack: Slac
     register_jobs(scheduler, settings.model_copy(update={
         "clickhouse": settings.clickhouse.model_copy(update={"database": database})}),
         client, jobs=jobs)
-    server = QueryServer(client, "127.0.0.1", 0, jobs=jobs)
+    server = QueryServer(client, "127.0.0.1", 0, jobs=jobs, access=store_access())
     server.start()
     try:
         config = tmp_path / "meterline.yaml"
@@ -112,7 +112,7 @@ def test_while_a_store_runs_the_check_runs_inside_it(tmp_path: Path, slack: Slac
             "store": {"port": port},
             "teams": [{"name": "platform", "budget_usd": 100,
                        "slack_webhook_env": "TEST_PLATFORM_SLACK"}]}))
-        env = {**os.environ, "TEST_PLATFORM_SLACK": slack.url}
+        env = {**os.environ, "TEST_PLATFORM_SLACK": slack.url, **STORE_TOKEN_ENV}
         dry = run(config, env, "alerts", "check", "--dry-run", "--at", "2026-11-10T09:00Z")
         assert dry.returncode == 0, dry.stderr
         assert dry.stdout.splitlines()[1].split()[:2] == ["would_send",

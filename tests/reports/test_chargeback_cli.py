@@ -14,6 +14,7 @@ from meterline.reports.chargeback import register_chargeback_job
 from meterline.schemas import ClickHouseSettings
 from meterline.simulator.organisation import Organisation
 from meterline.sinks import JobRegistry, QueryServer
+from tests.harness import STORE_TOKEN_ENV, store_access
 from tests.reports.chargeback_data import MONTH, MONTH_START, ZURICH, call, settings_for
 from tests.traffic import load_events
 
@@ -46,14 +47,16 @@ def test_runs_on_demand_when_no_store_is_running(clickhouse: tuple[Any, str], tm
 
 def test_runs_in_the_store_when_one_owns_the_embedded_data(
         clickhouse: tuple[Any, str], tmp_path: Path, chdb_settings: ClickHouseSettings,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STORE_TOKEN_ENV.items():
+        monkeypatch.setenv(name, value)
     client, database = clickhouse
     settings = settings_for(Organisation.demo(seed=1),
                             clickhouse={"dsn": chdb_settings.dsn, "database": database})
     load_events(client, database, settings, [call(MONTH_START), call(MONTH_START)])
     jobs = JobRegistry()
     register_chargeback_job(jobs, settings, lambda: client)
-    store = QueryServer(client, "127.0.0.1", free_port(), jobs=jobs)
+    store = QueryServer(client, "127.0.0.1", free_port(), jobs=jobs, access=store_access())
     store.start()
     try:
         port = int(store.url.rsplit(":", 1)[1])
@@ -70,9 +73,11 @@ def test_runs_in_the_store_when_one_owns_the_embedded_data(
 
 def test_refuses_clearly_when_the_store_does_not_offer_the_job(
         clickhouse: tuple[Any, str], tmp_path: Path, chdb_settings: ClickHouseSettings,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STORE_TOKEN_ENV.items():
+        monkeypatch.setenv(name, value)
     client, database = clickhouse
-    store = QueryServer(client, "127.0.0.1", free_port())
+    store = QueryServer(client, "127.0.0.1", free_port(), access=store_access())
     store.start()
     try:
         port = int(store.url.rsplit(":", 1)[1])

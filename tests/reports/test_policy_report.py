@@ -44,6 +44,7 @@ from meterline.schemas import (
     Usage,
 )
 from meterline.sinks import EventWriter, QueryServer
+from tests.harness import STORE_TOKEN_ENV, store_access
 
 pytestmark = pytest.mark.store
 
@@ -287,8 +288,10 @@ def write_config(path: Path, chdb: ClickHouseSettings, database: str, store_port
 
 def test_cli_reads_through_the_store_query_endpoint(
         store: Store, tmp_path: Path, chdb_settings: ClickHouseSettings,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    server = QueryServer(store.client, "127.0.0.1", free_port())
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STORE_TOKEN_ENV.items():
+        monkeypatch.setenv(name, value)
+    server = QueryServer(store.client, "127.0.0.1", free_port(), access=store_access())
     server.start()
     try:
         config = write_config(tmp_path / "m.yaml", chdb_settings, store.database,

@@ -18,6 +18,8 @@ from meterline.sinks import (
     UnknownJob,
     remote_job,
 )
+from tests.harness import TEST_STORE_OPERATOR_TOKEN as OPERATOR
+from tests.harness import store_access
 
 pytestmark = pytest.mark.store
 
@@ -37,28 +39,28 @@ def store(clickhouse: tuple[Any, str]) -> Iterator[str]:
     jobs = JobRegistry()
     jobs.register("add", add)
     jobs.register("broken", broken)
-    server = QueryServer(clickhouse[0], "127.0.0.1", free_port(), jobs=jobs)
+    server = QueryServer(clickhouse[0], "127.0.0.1", free_port(), jobs=jobs, access=store_access())
     server.start()
     yield server.url
     server.stop()
 
 
 def test_a_registered_job_runs_and_answers_json(store: str) -> None:
-    assert remote_job(store, "add", {"a": "0.1", "b": "0.2"}) == {"sum": "0.3"}
+    assert remote_job(store, "add", {"a": "0.1", "b": "0.2"}, token=OPERATOR) == {"sum": "0.3"}
 
 
 def test_errors_keep_their_kind_across_http(store: str) -> None:
     with pytest.raises(UnknownJob, match="registered: add, broken"):
-        remote_job(store, "nope", {})
+        remote_job(store, "nope", {}, token=OPERATOR)
     with pytest.raises(JobArgumentError, match="'a' and 'b' are required"):
-        remote_job(store, "add", {"a": 1})
+        remote_job(store, "add", {"a": 1}, token=OPERATOR)
     with pytest.raises(JobError, match="RuntimeError: disk on fire"):
-        remote_job(store, "broken", {})
+        remote_job(store, "broken", {}, token=OPERATOR)
 
 
 def test_no_store_is_reported_as_such() -> None:
     with pytest.raises(StoreNotRunning):
-        remote_job(f"http://127.0.0.1:{free_port()}", "add", {}, timeout_s=2)
+        remote_job(f"http://127.0.0.1:{free_port()}", "add", {}, timeout_s=2, token=OPERATOR)
 
 
 def test_a_name_registers_once() -> None:

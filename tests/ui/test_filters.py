@@ -7,19 +7,23 @@ from datetime import date
 import pytest
 
 from meterline.ingest.ui.access import SESSION_TTL_S, SessionSigner, Viewer
-from meterline.ingest.ui.filters import BadFilter, Filters, parse_filters, sql_string
+from meterline.ingest.ui.filters import BadFilter, Filters, parse_filters
 
 
-def test_a_day_range_becomes_local_midnights_and_escaped_dimensions() -> None:
+def test_a_day_range_becomes_local_midnights_and_bound_dimensions() -> None:
     filters = parse_filters({"from": "2026-10-03", "to": "2026-10-09", "team": "o'neil\\x",
                              "tool": "cursor"}, "Europe/Berlin")
     assert filters.days[0] == date(2026, 10, 3) and len(filters.days) == 7
     where = filters.rollup_where()
-    assert "hour >= toDateTime('2026-10-03 00:00:00', 'Europe/Berlin')" in where
-    assert "hour < toDateTime('2026-10-10 00:00:00', 'Europe/Berlin')" in where
-    assert "team = 'o\\'neil\\\\x'" in where and "tool = 'cursor'" in where
+    assert "hour >= toDateTime({day_from:String}, {tz:String})" in where
+    assert "hour < toDateTime({day_after:String}, {tz:String})" in where
+    assert "team = {team:String}" in where and "tool = {tool:String}" in where
+    assert filters.params() | {"repo": "", "model": ""} == {
+        "tz": "Europe/Berlin", "day_from": "2026-10-03 00:00:00",
+        "day_after": "2026-10-10 00:00:00", "team": "o'neil\\x", "tool": "cursor", "repo": "",
+        "model": ""}
     assert "served_model" not in where and "received_at >= " in filters.events_where()
-    assert "team" not in filters.rollup_where(use_team=False).split("Berlin')")[-1]
+    assert "team" not in filters.rollup_where(use_team=False)
 
 
 @pytest.mark.parametrize(("params", "message"), [
@@ -38,7 +42,15 @@ def test_the_default_range_is_this_month_to_date() -> None:
     filters = parse_filters({}, "UTC")
     assert filters.start.day == 1 and filters.is_month_to_date
     assert isinstance(filters, Filters)
-    assert sql_string("a'b") == "'a\\'b'"
+
+
+def test_values_are_bound_parameters_never_sql_text() -> None:
+    quote = "x' OR 1=1 --"
+    filters = parse_filters({"team": quote, "repo": quote, "tool": quote, "model": quote}, "UTC")
+    sql = " ".join([filters.rollup_where(), filters.events_where()])
+    assert quote not in sql and "'" not in sql
+    assert "team = {team:String}" in sql and "served_model = {model:String}" in sql
+    assert filters.params()["team"] == quote
 
 
 def test_session_cookie_carries_the_key_id_only_and_cannot_be_forged() -> None:
