@@ -76,6 +76,8 @@ class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    #: A client must deliver its whole request body within this time (slowloris).
+    body_timeout_s: float = Field(30.0, gt=0)
     upstream_timeout_s: float = Field(600.0, gt=0)
     upstream_connect_timeout_s: float = Field(10.0, gt=0)
     max_upstream_connections: int = Field(256, ge=1)
@@ -125,6 +127,23 @@ class StoreSettings(_Section):
     port: int = Field(8124, ge=0, le=65535)
     max_batch_size: int = Field(5000, ge=1)
     max_batch_time_s: float = Field(0.5, gt=0)
+    read_token: SecretStr | None = None
+    operator_token: SecretStr | None = None
+    #: Limits on typed SQL (the read-only client): ClickHouse refuses past them.
+    max_query_time_s: int = Field(30, ge=1)
+    max_result_rows: int = Field(1_000_000, ge=1)
+    max_result_bytes: int = Field(256 * 1024 * 1024, ge=1024)
+    max_query_bytes: int = Field(256 * 1024, ge=1024)
+
+    @field_validator("read_token", "operator_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None  # an empty environment variable counts as unset
+        if len(value.get_secret_value()) < 32:
+            raise ValueError("store tokens must be at least 32 characters, e.g. the output of: "
+                             "python3 -c 'import secrets;print(secrets.token_urlsafe(32))'")
+        return value
 
 
 class ReportSettings(_Section):
@@ -155,8 +174,6 @@ class ReportSettings(_Section):
     slack_webhook_env: str = ""
     slack_webhook: SecretStr | None = None
 
-    #: A client must deliver its whole request body within this time (slowloris).
-    body_timeout_s: float = Field(30.0, gt=0)
     @field_validator("chargeback_cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
@@ -199,23 +216,6 @@ def webhook_url_problem(url: str) -> str | None:
     Slack's own URLs are ``https://hooks.slack.com/services/...``; any other
     absolute http(s) URL is accepted too (a relay, or a test's loopback stub).
     The reason never repeats the URL: it is a secret.
-    read_token: SecretStr | None = None
-    operator_token: SecretStr | None = None
-    #: Limits on typed SQL (the read-only client): ClickHouse refuses past them.
-    max_query_time_s: int = Field(30, ge=1)
-    max_result_rows: int = Field(1_000_000, ge=1)
-    max_result_bytes: int = Field(256 * 1024 * 1024, ge=1024)
-    max_query_bytes: int = Field(256 * 1024, ge=1024)
-
-    @field_validator("read_token", "operator_token")
-    @classmethod
-    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value():
-            return None  # an empty environment variable counts as unset
-        if len(value.get_secret_value()) < 32:
-            raise ValueError("store tokens must be at least 32 characters, e.g. the output of: "
-                             "python3 -c 'import secrets;print(secrets.token_urlsafe(32))'")
-        return value
     """
     parsed = urlparse(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.hostname:

@@ -101,6 +101,7 @@ def run_store(settings: Settings) -> None:
         EventWriter,
         JobRegistry,
         QueryServer,
+        StoreAccess,
         connect,
         migrate,
         repair_recent,
@@ -126,7 +127,6 @@ def run_store(settings: Settings) -> None:
                           max_sql_bytes=settings.store.max_query_bytes)
     queries.start()
     log.info("store query endpoint on %s", queries.url)
-        StoreAccess,
     sink = EventSink(settings.kafka, settings.store, writer)
     sink_thread = threading.Thread(target=sink.run, args=(stop,), name="event-sink")
     sink_thread.start()

@@ -138,6 +138,7 @@ def run_up(settings: Settings, config_path: str, *, out: TextIO = sys.stdout) ->
             supervisor.stop()
             print_(f"stopped in {time.monotonic() - started:.1f} s")
 
+
 def _store_tokens(settings: Settings) -> dict[str, str]:
     """This run's store credentials for its roles, and the 0600 files local CLIs read.
 
@@ -158,7 +159,6 @@ def _store_tokens(settings: Settings) -> dict[str, str]:
             write_token_file(settings.data_dir, role, token)
             env[f"METERLINE_STORE__{role.upper()}_TOKEN"] = token
     return env
-
 
 
 def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter) -> None:
@@ -193,8 +193,8 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
     if settings.egress.body_key is None:
         # message text crosses Kafka sealed with this run's key (see policy/seal.py)
         from meterline.policy.seal import new_key
-    supervisor.env.update(_store_tokens(settings))
         supervisor.env["METERLINE_EGRESS__BODY_KEY"] = new_key()
+    supervisor.env.update(_store_tokens(settings))
     store = supervisor.start("store", role_argv("store"))
     store_url = f"http://{settings.store.host}:{settings.store.port}"
     _wait_ready(supervisor, store, store_url + "/healthz", 60)
