@@ -222,10 +222,6 @@ class QueryServer:
         """True while the server thread runs (the store exits when it does not)."""
         return self._thread.is_alive()
 
-    def serving(self) -> bool:
-        """True while the server thread runs (the store's supervision loop asks)."""
-        return self._thread.is_alive()
-
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
