@@ -85,7 +85,7 @@ def write_config(path: Path, *, bootstrap: str, prefix: str, port: int, upstream
     digest = hash_key(KEY)
     path.write_text(yaml.safe_dump({
         "data_dir": str(path.parent / "data"),
-        "kafka": {"embedded": False, "bootstrap_servers": bootstrap, "topic_prefix": prefix},
+        "kafka": {"embedded": True, "bootstrap_servers": bootstrap, "topic_prefix": prefix},
         "gateway": {"host": "127.0.0.1", "port": port, "spool_dir": str(path.parent / "spool")},
         "providers": {"openai": {"kind": "openai", "base_url": upstream,
                                  "api_key_env": "BENCH_UPSTREAM_KEY"}},

@@ -16,7 +16,9 @@ the sink confirmed since; tansu does not answer OFFSET_OUT_OF_RANGE either.
 So every refresh compares the topic's id (``topic_identity``) with the
 one it had, and reads every partition again from the start when it changed
 (a position past the high watermark is the fallback when ids are unknown).
-A lost confirmation only costs a duplicate on replay.
+A lost confirmation only costs a duplicate on replay. Both checks are the
+embedded broker's (``meterline.kafka`` policy): on Apache Kafka, which keeps
+its logs across restarts, neither runs.
 
 ``caught_up`` is set once a poll comes back empty after assignment: the
 replayer waits for it (briefly) before its start-up replay.
@@ -30,11 +32,11 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
 from meterline.embedded.incarnation import topic_identity
-from meterline.schemas import SCHEMA_VERSION_HEADER, KafkaSettings, Topics
+from meterline.kafka import KafkaClients
+from meterline.schemas import SCHEMA_VERSION_HEADER, Groups, KafkaSettings, Topics
 from meterline.schemas.watermark import WATERMARK_SCHEMA_VERSION, decode_confirmations
 
 from .spool import Spool
@@ -50,15 +52,12 @@ class ConfirmationReader:
         self._topic = Topics(kafka.topic_prefix).sink_watermarks
         self._spool = spool
         self._start = OFFSET_BEGINNING if from_beginning else OFFSET_END
-        self._consumer = Consumer({
-            **kafka.as_librdkafka(),
-            # Never used to commit: required by librdkafka even for assign().
-            "group.id": f"meterline-gateway-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "log_level": 3,
-        })
-        self._admin = AdminClient({**kafka.as_librdkafka(), "log_level": 3})
+        clients = KafkaClients(kafka, role="gateway")
+        # Never used to commit: a group is required by librdkafka even for assign().
+        self._consumer = clients.consumer(
+            Groups(kafka.topic_prefix).confirmations_reader(uuid.uuid4().hex[:12]))
+        self._watch_incarnations = clients.policy.watch_topic_incarnations
+        self._admin = clients.admin() if self._watch_incarnations else None
         self._topic_id: str | None = None
         self._assigned: set[int] = set()
         self.messages = 0
@@ -79,7 +78,8 @@ class ConfirmationReader:
         if topic is None or topic.error is not None:
             return
         partitions = set(topic.partitions)
-        topic_id = topic_identity(self._admin, self._topic, 2.0)
+        topic_id = (topic_identity(self._admin, self._topic, 2.0)
+                    if self._admin is not None else None)
         if topic_id and self._topic_id and topic_id != self._topic_id and self._assigned:
             log.warning("%s was re-created (broker restarted empty?); reading it again from "
                         "the start", self._topic)
@@ -94,6 +94,8 @@ class ConfirmationReader:
             log.info("reading sink confirmations from %s[%s]", self._topic,
                      ",".join(map(str, sorted(partitions))))
             return
+        if not self._watch_incarnations:
+            return  # Apache Kafka keeps its logs: positions never point past them
         for position in self._consumer.position(
                 [TopicPartition(self._topic, p) for p in sorted(partitions)]):
             if position.offset < 0:

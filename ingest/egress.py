@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaError, Producer
 
+from meterline.kafka import KafkaClients
 from meterline.policy.messages import RequestMessage
 from meterline.policy.rules import EgressPolicy
 from meterline.policy.seal import Sealer
@@ -154,9 +155,9 @@ class EgressGate:
 
     def _ensure_producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer({**self._kafka.as_librdkafka(), "linger.ms": 20,
-                                       "compression.type": "lz4", "log_level": 3,
-                                       "queue.buffering.max.messages": 100_000})
+            self._producer = KafkaClients(self._kafka, role="gateway").producer(
+                **{"enable.idempotence": False, "linger.ms": 20,
+                   "queue.buffering.max.messages": 100_000})
         return self._producer
 
     def _on_delivery(self, error: KafkaError | None, message: Any) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from meterline.kafka import KafkaClients, policy_for
 from meterline.schemas import SCHEMA_VERSION_HEADER, Envelope, GatewaySettings, KafkaSettings, Topics
 from meterline.schemas.watermark import request_id_bytes
 
@@ -54,19 +55,17 @@ def producer_config(kafka: KafkaSettings) -> dict[str, Any]:
     is what rides out an outage: a message that cannot be delivered in 30 s
     fails, and the replay brings it back from the spool once the broker is up.
     """
-    return {
-        **kafka.as_librdkafka(),
+    return KafkaClients(kafka, role="gateway").producer_config(**{
+        # idempotent on either broker: a rewind replaces the producer (``replace_producer``),
+        # so the embedded broker never sees a restarted producer's old session
         "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": "lz4",
         "linger.ms": 5,
         "batch.num.messages": 10000,
         "queue.buffering.max.messages": QUEUE_MAX_MESSAGES,
         "queue.buffering.max.kbytes": 256 * 1024,
         "message.timeout.ms": 30_000,
         "reconnect.backoff.max.ms": 1000,
-        "log_level": 3,
-    }
+    })
 
 
 class EnvelopeEmitter:
@@ -93,7 +92,8 @@ class EnvelopeEmitter:
         recovered = self.spool.stats().depth
         self._producer = self._new_producer()
         self._confirmations = ConfirmationReader(kafka, self.spool, from_beginning=recovered > 0)
-        create_topics = (kafka.embedded if gateway.create_missing_topics is None
+        create_topics = (policy_for(kafka).create_missing_topics
+                         if gateway.create_missing_topics is None
                          else gateway.create_missing_topics)
         self._replayer = Replayer(self, kafka, create_topics=create_topics,
                                   confirmations_caught_up=self._confirmations.caught_up)

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Literal
 
 import orjson
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
 
 from meterline.embedded.incarnation import topic_identity
+from meterline.kafka import BrokerError, KafkaClients, create_topics
 from meterline.schemas import KafkaSettings, Topics
 
 if TYPE_CHECKING:
@@ -53,7 +53,9 @@ class Replayer:
         self._topics = Topics(kafka.topic_prefix)
         self._create_topics = create_topics
         self._caught_up = confirmations_caught_up
-        self._admin = AdminClient({**kafka.as_librdkafka(), "log_level": 3})
+        clients = KafkaClients(kafka, role="gateway")
+        self._admin = clients.admin()
+        self._watch_incarnations = clients.policy.watch_topic_incarnations
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="spool-replay", daemon=True)
         self.replay_started_at = 0.0
@@ -78,6 +80,8 @@ class Replayer:
         topic = metadata.topics.get(self._topics.envelopes)
         if topic is None or topic.error is not None or not topic.partitions:
             return "missing"
+        if not self._watch_incarnations:  # Apache Kafka does not re-create topics
+            return "ok"
         topic_id = topic_identity(self._admin, self._topics.envelopes, HEALTH_TIMEOUT_S)
         if topic_id and self._topic_id and topic_id != self._topic_id:
             # Whatever the old incarnation held and the sink had not stored is gone.
@@ -88,15 +92,12 @@ class Replayer:
     def _healthy(self) -> bool:
         state = self.broker_state()
         if state == "missing" and self._create_topics:
-            from meterline.embedded import create_topics  # only the embedded broker loses topics
-
             try:
-                create_topics(self._kafka.bootstrap_servers, self._topics.all(),
-                              partitions=self._kafka.partitions,
+                create_topics(self._kafka, self._topics.all(), partitions=self._kafka.partitions,
                               replication_factor=self._kafka.replication_factor)
                 log.warning("re-created the Meterline topics: the broker came back without them")
                 state = self.broker_state()
-            except KafkaException as exc:
+            except BrokerError as exc:
                 log.warning("could not re-create topics: %s", exc)
         if state != "ok":
             self._emitter.spool_only(f"broker {state} ({self._topics.envelopes})")

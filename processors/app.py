@@ -32,16 +32,16 @@ from typing import Any
 
 import faust
 
-from meterline.schemas import Settings, Topics
+from meterline.embedded.faust_guards import guard_app
+from meterline.kafka import KafkaClients
+from meterline.schemas import Groups, Settings, Topics
 
 from .anomaly import register_anomaly_agents
 from .anomaly.agent import encode_anomaly
-from .continuity import OffsetContinuity
 from .egress import breach_anomaly, register_scan_agent
 from .emit import BatchEmitter
 from .enrich import Directory, encode_event_row, event_row
 from .errors import PoisonMessage
-from .incarnation import guard_commits
 from .price_book import PriceBook
 from .validate import parse_envelope
 
@@ -52,33 +52,29 @@ BATCH_WITHIN_S = 0.1
 
 
 def worker_app_id(settings: Settings) -> str:
-    """The worker's faust app id, which is also its consumer group id.
-
-    Scoped by the topic prefix, like the topics: deployments (and tests) that
-    share a broker must not share consumer groups. The default prefix gives
-    ``meterline-processors``.
-    """
-    return f"{settings.kafka.topic_prefix}-processors"
+    """The worker's faust app id, which is also its consumer group id (``schemas.Groups``)."""
+    return Groups(settings.kafka.topic_prefix).processors
 
 
 def detector_app_id(settings: Settings) -> str:
-    """The detector's app and group id (``meterline-detectors`` by default); its tables'
-    changelog topics are named after it."""
-    return f"{settings.kafka.topic_prefix}-detectors"
+    """The detector's app and group id; its tables' changelog topics are named after it."""
+    return Groups(settings.kafka.topic_prefix).detectors
 
 
-def faust_app(settings: Settings, app_id: str, web_port: int | None = None) -> faust.App:
+def faust_app(settings: Settings, app_id: str, role: str, web_port: int | None = None
+              ) -> faust.App:
     """A faust app tuned for this pipeline: raw bytes in and out, lz4, acks=all.
 
     The worker (enrichment) and the detector (anomalies) are separate apps,
     each its own consumer group and process: see ``create_detector_app``.
+    Brokers, credentials and static membership come from the Kafka seam.
     """
     session_s = settings.kafka.session_timeout_ms / 1000
     datadir = Path(settings.data_dir) / "faust"
     datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     return faust.App(
         app_id,
-        broker=settings.kafka.as_faust_url(),
+        **KafkaClients(settings.kafka, role=role).faust_options(),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -107,16 +103,15 @@ def faust_app(settings: Settings, app_id: str, web_port: int | None = None) -> f
 def create_worker_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
     """The enrichment app (``meterline worker``). Nothing connects until it starts."""
     topics = Topics(settings.kafka.topic_prefix)
-    app = faust_app(settings, worker_app_id(settings), web_port)
+    app = faust_app(settings, worker_app_id(settings), "worker", web_port)
     envelopes = app.topic(topics.envelopes, value_serializer="raw", key_serializer="raw")
-    guard_commits(app, settings.kafka, [topics.envelopes])
-    continuity = OffsetContinuity(app)
+    continuity = guard_app(app, settings.kafka, [topics.envelopes])
     directory = Directory(settings)
     book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
 
     @app.agent(envelopes)
     async def enrich_envelopes(stream: Any) -> None:
-        emitter = BatchEmitter(settings.kafka)
+        emitter = BatchEmitter(settings.kafka, role="worker")
         try:
             async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
                 for event in batch:
@@ -153,9 +148,9 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     enrich agent for minutes (see tests/e2e/test_anomalies.py). Apart, the money
     path (envelope → event → ClickHouse) never waits for anomaly detection.
     """
-    app = faust_app(settings, detector_app_id(settings), web_port)
+    app = faust_app(settings, detector_app_id(settings), "detector", web_port)
     topics = Topics(settings.kafka.topic_prefix)
-    register_anomaly_agents(app, settings, topics)
-    register_scan_agent(app, settings, topics)
-    guard_commits(app, settings.kafka, [topics.events])
+    continuity = guard_app(app, settings.kafka, [topics.events])
+    register_anomaly_agents(app, settings, topics, continuity)
+    register_scan_agent(app, settings, topics, continuity)
     return app

@@ -30,6 +30,7 @@ import faust
 import orjson
 from pydantic import ValidationError
 
+from meterline.embedded.faust_guards import ContinuityCheck
 from meterline.policy.rules import EgressPolicy
 from meterline.policy.seal import Sealer, SealError
 from meterline.policy.sensitive import DEFAULT_KINDS, SensitiveScanner, redact
@@ -44,7 +45,6 @@ from meterline.schemas import (
 )
 
 from .anomaly.agent import send_anomaly, send_dead_letter
-from .continuity import OffsetContinuity
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,8 @@ def scan_message(record: AuditMessage, scanner: SensitiveScanner, sealer: Sealer
     return scan, anomaly
 
 
-def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> None:
+def register_scan_agent(app: faust.App, settings: Settings, topics: Topics,
+                        continuity: ContinuityCheck) -> None:
     """Add the audit-mode scan (audit messages → message scans, anomalies) to ``app``."""
     egress = settings.egress
     if egress.body_key is None:
@@ -123,8 +124,6 @@ def register_scan_agent(app: faust.App, settings: Settings, topics: Topics) -> N
     source = app.topic(topics.audit_messages, value_serializer="raw", key_serializer="raw")
     scans_topic, anomalies_topic = topics.message_scans, topics.anomalies
     dead_letters_topic = topics.dead_letters
-
-    continuity = OffsetContinuity(app)
 
     @app.agent(source)
     async def scan_audit_messages(stream: Any) -> None:

@@ -17,11 +17,12 @@ Events are keyed by request id, and librdkafka's ``murmur2_random``
 partitioner is the Java client's (and aiokafka's), so every producer of the
 events topic maps one request id to one partition.
 
-Not idempotent, on purpose: an idempotent producer keeps a producer id and
-sequence numbers, and a broker that restarted empty (tansu keeps topics in
-memory) refuses them with ``UnknownProducerId`` until ``durable()`` times out,
-so the worker crashed on every broker restart (tests/e2e/test_durability.py).
-What idempotence prevents, a duplicate after a retried send, every consumer
+Idempotent on Apache Kafka, not on the embedded broker (``meterline.kafka``'s
+policy): an idempotent producer keeps a producer id and sequence numbers, and
+a broker that restarted empty (tansu keeps topics in memory) refuses them
+with ``UnknownProducerId`` until ``durable()`` times out, so the worker
+crashed on every broker restart (tests/e2e/test_durability.py). What
+idempotence prevents, a duplicate after a retried send, every consumer
 already absorbs: the sink stores each request id once, anomaly ids are
 deterministic.
 """
@@ -32,8 +33,9 @@ import asyncio
 import logging
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
+from meterline.kafka import KafkaClients
 from meterline.schemas import (
     ANOMALY_SCHEMA_VERSION,
     DEAD_LETTER_REASON_HEADER,
@@ -62,23 +64,14 @@ class EmitFailed(ProcessorError):
 class BatchEmitter:
     """Queues events and dead letters; ``durable()`` waits until the broker has them all."""
 
-    def __init__(self, kafka: KafkaSettings) -> None:
+    def __init__(self, kafka: KafkaSettings, *, role: str) -> None:
         topics = Topics(kafka.topic_prefix)
         self._events = topics.events
         self._dead_letters = topics.dead_letters
         self._anomalies = topics.anomalies
-        self._producer = Producer({
-            **kafka.as_librdkafka(),
-            "acks": "all",
-            "enable.idempotence": False,  # see BatchEmitter's docstring
-            "compression.type": "lz4",
-            "linger.ms": 5,
-            "batch.num.messages": 10_000,
-            "batch.size": 1 << 20,
-            "queue.buffering.max.messages": 500_000,
-            "partitioner": "murmur2_random",
-            "log_level": 3,
-        })
+        self._producer = KafkaClients(kafka, role=role).producer(  # idempotence: see above
+            **{"linger.ms": 5, "batch.num.messages": 10_000, "batch.size": 1 << 20,
+               "queue.buffering.max.messages": 500_000, "partitioner": "murmur2_random"})
         self._errors: list[str] = []
 
     def event(self, request_id: bytes, value: bytes) -> None:

@@ -62,6 +62,7 @@ from .topics import (
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
     SCHEMA_VERSION_HEADER,
+    Groups,
     Topics,
 )
 
@@ -94,6 +95,7 @@ __all__ = [
     "Envelope",
     "Event",
     "GatewaySettings",
+    "Groups",
     "KafkaSettings",
     "KeySettings",
     "MessageContext",

@@ -49,9 +49,58 @@ class Topics:
         """Scanned messages: findings and policy-kept text, scan → store (keyed by hash)."""
         return f"{self.prefix}.message-scans.v1"
 
+    @property
+    def anomaly_by_team(self) -> str:
+        """The detectors' internal re-keying of events by team (their faust app owns it)."""
+        return f"{self.prefix}.anomaly-by-team.v1"
+
+    @property
+    def anomaly_by_provider(self) -> str:
+        """The detectors' internal re-keying of per-minute provider tallies."""
+        return f"{self.prefix}.anomaly-by-provider.v1"
+
     def all(self) -> tuple[str, ...]:
+        """The topics ``meterline init`` and ``up`` create (faust creates its internal ones)."""
         return (self.envelopes, self.events, self.anomalies, self.dead_letters, self.sink_watermarks,
                 self.audit_messages, self.message_scans)
+
+
+@dataclass(frozen=True, slots=True)
+class Groups:
+    """The consumer group ids for one deployment, derived from the same prefix as the topics.
+
+    Scoped by the prefix: deployments (and tests) that share a broker must not
+    share consumer groups. The faust apps' ids are their group ids, and name
+    their tables' changelog topics too.
+    """
+
+    prefix: str = "meterline"
+
+    @property
+    def processors(self) -> str:
+        """The enrichment worker's faust app (envelopes → events)."""
+        return f"{self.prefix}-processors"
+
+    @property
+    def detectors(self) -> str:
+        """The anomaly detectors' faust app (events → anomalies, message scans)."""
+        return f"{self.prefix}-detectors"
+
+    @property
+    def event_sink(self) -> str:
+        return f"{self.prefix}-sink"
+
+    @property
+    def anomaly_sink(self) -> str:
+        return f"{self.prefix}-anomaly-sink"
+
+    @property
+    def audit_sink(self) -> str:
+        return f"{self.prefix}-audit-sink"
+
+    def confirmations_reader(self, instance: str) -> str:
+        """One per gateway process; never commits (librdkafka wants a group even to assign)."""
+        return f"{self.prefix}-gateway-{instance}"
 
 
 #: Header carrying the schema version of a message value, read before parsing.

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from meterline.schemas import (
     Anomaly,
+    Groups,
     KafkaSettings,
     StoreSettings,
     Topics,
@@ -132,12 +133,14 @@ class AnomalySink:
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: AnomalyWriter, *,
                  on_stored: Callable[[list[Anomaly]], None] | None = None,
-                 group_id: str = "meterline-anomaly-sink") -> None:
+                 group_id: str = "") -> None:
         self._writer = writer
         self._on_stored = on_stored
         self.stored = 0
         self.ready = threading.Event()
-        self._source = TopicSource(kafka, store, group_id=group_id,
+        # scoped by the prefix like every group (it was not: two deployments shared it)
+        self._source = TopicSource(kafka, store,
+                                   group_id=group_id or Groups(kafka.topic_prefix).anomaly_sink,
                                    topic=Topics(kafka.topic_prefix).anomalies, name="anomaly sink",
                                    on_assign=lambda _: self.ready.set())
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from meterline.schemas import KafkaSettings, MessageScan, Settings, StoreSettings, Topics
+from meterline.schemas import Groups, KafkaSettings, MessageScan, Settings, StoreSettings, Topics
 
 from .consumer import store_until_done
 from .errors import store_errors
@@ -76,7 +76,7 @@ class AuditSink:
 
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: AuditWriter) -> None:
         self._writer = writer
-        self._source = TopicSource(kafka, store, group_id=f"{kafka.topic_prefix}-audit-sink",
+        self._source = TopicSource(kafka, store, group_id=Groups(kafka.topic_prefix).audit_sink,
                                    topic=Topics(kafka.topic_prefix).message_scans,
                                    name="audit sink")
         self.findings = 0

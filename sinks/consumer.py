@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from meterline.schemas import KafkaSettings, StoreSettings, Topics
+from meterline.schemas import Groups, KafkaSettings, StoreSettings, Topics
 
 from .errors import StoreUnavailable
 from .source import TopicSource
@@ -42,8 +42,8 @@ class EventSink:
     def __init__(self, kafka: KafkaSettings, store: StoreSettings, writer: EventWriter, *,
                  group_id: str = "", publish_watermarks: bool = True) -> None:
         self._writer = writer
-        # scoped by the topic prefix like the faust groups: ``meterline-sink`` by default
-        self._source = TopicSource(kafka, store, group_id=group_id or f"{kafka.topic_prefix}-sink",
+        self._source = TopicSource(kafka, store,
+                                   group_id=group_id or Groups(kafka.topic_prefix).event_sink,
                                    topic=Topics(kafka.topic_prefix).events, name="sink",
                                    on_assign=lambda _: self.ready.set())
         self.consumed = 0

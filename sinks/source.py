@@ -8,9 +8,11 @@ sinks share. Its contract:
 - ``commit`` is called after the batch's rows are durable in ClickHouse. In
   steps:
 
-  1. check that the topic is still the one this consumer started on (its
-     topic id, ``TopicIncarnations``). If the broker cannot tell, commit
-     nothing: the batch is stored, so reading it again stores nothing new.
+  1. on the embedded broker only (``meterline.kafka`` policy: Apache Kafka does
+     not lose its topics, so this costs it nothing): check that the topic is
+     still the one this consumer started on (its topic id,
+     ``TopicIncarnations``). If the broker cannot tell, commit nothing: the
+     batch is stored, so reading it again stores nothing new.
   2. if the topic was re-created (the embedded broker restarted empty), commit
      nothing and start over: close the consumer and open a new one, which
      reads the new log from its start. Committing here would have put the old
@@ -29,28 +31,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from meterline.embedded.incarnation import BrokerUnreachable, TopicIncarnations
+from meterline.kafka import KafkaClients
 from meterline.schemas import KafkaSettings, StoreSettings
 
 log = logging.getLogger(__name__)
 
 
-def consumer_config(kafka: KafkaSettings, group_id: str) -> dict[str, Any]:
-    return {
-        **kafka.as_librdkafka(),
-        "group.id": group_id,
-        "enable.auto.commit": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": kafka.session_timeout_ms,
-        "heartbeat.interval.ms": max(kafka.session_timeout_ms // 6, 250),
-        "log_level": 3,
-    }
-
-
 class TopicSource:
-    """One sink's consumer of ``topic`` in group ``group_id``; ``name`` labels its log lines.
+    """One sink's consumer of ``topic`` in group ``group_id``; ``name`` labels its log lines
+    and names its static member on Apache Kafka.
 
     Used from the sink's one thread: ``run``, or open, then batch/commit in turns, then close.
     """
@@ -59,22 +51,28 @@ class TopicSource:
                  name: str, on_assign: Callable[[list[TopicPartition]], None] | None = None
                  ) -> None:
         self._kafka = kafka
+        self._clients = KafkaClients(kafka, role="store")
         self._store = store
         self._group_id = group_id
         self._topic = topic
         self._name = name
         self._on_assign = on_assign
-        self._incarnations = TopicIncarnations(kafka)
-        self._consumer = Consumer(consumer_config(kafka, group_id))
+        self._incarnations = (TopicIncarnations(kafka)
+                              if self._clients.policy.guard_topic_incarnations else None)
+        self._consumer = self._new_consumer()
         self.restarts = 0
+
+    def _new_consumer(self) -> Any:
+        return self._clients.consumer(self._group_id, member=self._name.replace(" ", "-"))
 
     def open(self) -> None:
         """Subscribe, after noting which incarnation of the topic this is (if it exists)."""
-        try:
-            self._incarnations.remember([self._topic])
-        except BrokerUnreachable as exc:
-            log.warning("%s: broker unreachable at start (%s); topic id noted later",
-                        self._name, exc)
+        if self._incarnations is not None:
+            try:
+                self._incarnations.remember([self._topic])
+            except BrokerUnreachable as exc:
+                log.warning("%s: broker unreachable at start (%s); topic id noted later",
+                            self._name, exc)
         self._consumer.subscribe([self._topic], on_assign=self._assigned)
 
     def close(self) -> None:
@@ -124,15 +122,16 @@ class TopicSource:
 
     def commit(self, batch: list[Any]) -> None:
         """Commit past ``batch`` (stored), or start over if the topic was re-created."""
-        try:  # step 1
-            recreated = self._incarnations.recreated([self._topic])
-        except BrokerUnreachable as exc:
-            log.warning("%s: not committing, broker cannot tell the topic's id (%s); "
-                        "the batch will be consumed again", self._name, exc)
-            return
-        if recreated:  # step 2
-            self._start_over()
-            return
+        if self._incarnations is not None:
+            try:  # step 1
+                recreated = self._incarnations.recreated([self._topic])
+            except BrokerUnreachable as exc:
+                log.warning("%s: not committing, broker cannot tell the topic's id (%s); "
+                            "the batch will be consumed again", self._name, exc)
+                return
+            if recreated:  # step 2
+                self._start_over()
+                return
         next_offsets: dict[tuple[str, int], int] = {}  # step 3
         for message in batch:
             next_offsets[(message.topic(), message.partition())] = message.offset() + 1
@@ -149,6 +148,6 @@ class TopicSource:
                   "from the old log", self._name, self._topic)
         self._consumer.close()
         self._incarnations = TopicIncarnations(self._kafka)
-        self._consumer = Consumer(consumer_config(self._kafka, self._group_id))
+        self._consumer = self._new_consumer()
         self.restarts += 1
         self.open()

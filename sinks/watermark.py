@@ -20,8 +20,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
+from meterline.kafka import KafkaClients
 from meterline.schemas import SCHEMA_VERSION_HEADER, KafkaSettings, Topics
 from meterline.schemas.watermark import WATERMARK_SCHEMA_VERSION, encode_confirmations
 
@@ -31,15 +32,8 @@ log = logging.getLogger(__name__)
 class WatermarkPublisher:
     def __init__(self, kafka: KafkaSettings) -> None:
         self._topic = Topics(kafka.topic_prefix).sink_watermarks
-        self._producer = Producer({
-            **kafka.as_librdkafka(),
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "message.timeout.ms": 30_000,
-            "log_level": 3,
-            "error_cb": self._on_error,
-        })
+        self._producer = KafkaClients(kafka, role="store").producer(
+            **{"linger.ms": 5, "message.timeout.ms": 30_000, "error_cb": self._on_error})
         self.published = 0
         self.failed = 0
 

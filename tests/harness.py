@@ -109,7 +109,7 @@ def write_config(path: Path, *, bootstrap: str, prefix: str, chdb_path: Path, ga
                  store_port: int, demo_upstream: str, extra: dict[str, Any] | None = None) -> Path:
     config: dict[str, Any] = {
         "data_dir": str(path.parent / "data"),
-        "kafka": {"embedded": False, "bootstrap_servers": bootstrap, "topic_prefix": prefix,
+        "kafka": {"embedded": True, "bootstrap_servers": bootstrap, "topic_prefix": prefix,
                   "partitions": 2},
         "clickhouse": {"dsn": f"chdb://{chdb_path}", "database": "meterline"},
         "gateway": {"host": "127.0.0.1", "port": gateway_port,

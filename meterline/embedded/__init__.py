@@ -1,7 +1,9 @@
 """Single-machine infrastructure: the embedded broker, the process supervisor, and the
 topic-id check every consumer runs because that broker comes back empty."""
 
-from .broker import EmbeddedBroker, create_topics, free_port, wait_for_port
+from meterline.kafka.topics import create_topics  # here too: the tests and tools use it
+
+from .broker import EmbeddedBroker, free_port, wait_for_port
 from .incarnation import BrokerUnreachable, TopicIncarnations, topic_identity
 from .supervisor import ManagedProcess, Supervisor
 

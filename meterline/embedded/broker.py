@@ -12,11 +12,7 @@ import logging
 import socket
 import subprocess
 import time
-from collections.abc import Iterable
 from pathlib import Path
-
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
 
@@ -98,22 +94,3 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def create_topics(bootstrap_servers: str, topics: Iterable[str], *, partitions: int,
-                  replication_factor: int = 1, timeout_s: float = 15.0) -> None:
-    """Create ``topics`` if missing. Idempotent: an existing topic is left as it is."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
-              for name in topics if name not in existing]
-    if not wanted:
-        return
-    for name, future in admin.create_topics(wanted, request_timeout=timeout_s).items():
-        try:
-            future.result(timeout_s)
-        except KafkaException as exc:
-            if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
-                continue
-            raise
-        log.info("created topic %s with %d partitions", name, partitions)

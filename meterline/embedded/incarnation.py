@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
+from meterline.kafka import KafkaClients
 from meterline.schemas import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class TopicIncarnations:
     """
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self._admin = AdminClient({**kafka.as_librdkafka(), "log_level": 3})
+        self._admin = KafkaClients(kafka, role="incarnations").admin()
         self._ids: dict[str, str] = {}
 
     def _current(self, topics: list[str]) -> dict[str, str | None]:

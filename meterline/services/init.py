@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from meterline.embedded import create_topics
+from meterline.kafka import create_topics
 from meterline.schemas import Settings, Topics
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,7 @@ def run_init(settings: Settings) -> int:
     from meterline.sinks import connect, migrate
 
     names = Topics(settings.kafka.topic_prefix).all()
-    create_topics(settings.kafka.bootstrap_servers, names, partitions=settings.kafka.partitions,
+    create_topics(settings.kafka, names, partitions=settings.kafka.partitions,
                   replication_factor=settings.kafka.replication_factor, timeout_s=60)
     log.info("topics ready: %s", ", ".join(names))
     if settings.clickhouse.embedded:

@@ -62,9 +62,12 @@ def _run_faust(settings: Settings, group_id: str, create: Callable[[Settings], A
     import faust
     import uvloop
 
-    from meterline.processors import wait_for_dead_members
+    from meterline.kafka import policy_for
 
-    wait_for_dead_members(settings.kafka, group_id)  # see processors/group.py
+    if policy_for(settings.kafka).wait_for_dead_members:
+        from meterline.embedded.group import wait_for_dead_members
+
+        wait_for_dead_members(settings.kafka, group_id)  # see meterline/embedded/group.py
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     app = create(settings)
     # faust's own INFO lines (rebalances, table recovery) are many: opt in when debugging
@@ -80,6 +83,25 @@ def run_simulator(host: str, port: int) -> None:
 
     uvicorn.run(create_provider_app(), host=host, port=port, loop="uvloop", http="httptools",
                 log_level="warning", access_log=False)
+
+
+def _check_alive(sinks: list[threading.Thread], queries_serving: bool,
+                 scheduler_running: bool) -> None:
+    """Raise if a part of the store died: the role goes down loudly, never half alive.
+
+    A sink thread ends only when ``stop`` is set; one that ended otherwise
+    crashed (its traceback is in the log above, from ``threading.excepthook``).
+    Exiting lets the supervisor (``meterline up``, compose's restart policy)
+    start a whole store again, which resumes every sink from its committed offsets.
+    """
+    dead = [thread.name for thread in sinks if not thread.is_alive()]
+    if not queries_serving:
+        dead.append("query endpoint")
+    if not scheduler_running:
+        dead.append("report scheduler")
+    if dead:
+        raise RuntimeError(f"the store's {', '.join(dead)} stopped unexpectedly; exiting so the "
+                           "store is restarted whole (see the log above)")
 
 
 def run_store(settings: Settings) -> None:
@@ -128,26 +150,21 @@ def run_store(settings: Settings) -> None:
     queries.start()
     log.info("store query endpoint on %s", queries.url)
     sink = EventSink(settings.kafka, settings.store, writer)
-    sink_thread = threading.Thread(target=sink.run, args=(stop,), name="event-sink")
-    sink_thread.start()
     from meterline.reports.anomaly_notify import run_anomaly_sink
-    anomaly_thread = threading.Thread(target=run_anomaly_sink, args=(settings, stop),
-                                      name="anomaly-sink", daemon=True)
-    anomaly_thread.start()
     from meterline.sinks.audit import run_audit_sink
-    audit_thread = threading.Thread(target=run_audit_sink, args=(settings, stop),
-                                    name="audit-sink", daemon=True)
-    audit_thread.start()
+    sinks = [threading.Thread(target=target, args=args, name=name) for name, target, args in (
+        ("event sink", sink.run, (stop,)), ("anomaly sink", run_anomaly_sink, (settings, stop)),
+        ("audit sink", run_audit_sink, (settings, stop)))]
+    for thread in sinks:
+        thread.start()
     scheduler.start()
     try:
         while not stop.wait(0.5):
-            if not sink_thread.is_alive():
-                raise RuntimeError("the event sink stopped unexpectedly; see the log above")
+            _check_alive(sinks, queries.serving(), scheduler.running)
     finally:
         stop.set()
-        sink_thread.join()
+        for thread in sinks:
+            thread.join(30)
         writer.close()
-        anomaly_thread.join(30)
-        audit_thread.join(30)
         scheduler.shutdown(wait=False)
         queries.stop()

@@ -30,11 +30,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from confluent_kafka import KafkaException
-
 from meterline.embedded import Supervisor, create_topics, free_port, wait_for_port
 from meterline.embedded.broker import broker_argv
 from meterline.embedded.supervisor import ManagedProcess, role_argv
+from meterline.kafka import BrokerError
 from meterline.schemas import Settings, Topics
 
 log = logging.getLogger(__name__)
@@ -165,7 +164,7 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
     topics = Topics(settings.kafka.topic_prefix).all()
 
     def ensure_topics() -> None:
-        create_topics(settings.kafka.bootstrap_servers, topics,
+        create_topics(settings.kafka, topics,
                       partitions=settings.kafka.partitions,
                       replication_factor=settings.kafka.replication_factor)
 
@@ -178,7 +177,7 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
 
         try:
             supervisor.start("broker", broker_argv(host, port), after_start=broker_ready)
-        except (TimeoutError, KafkaException) as exc:
+        except (TimeoutError, BrokerError) as exc:
             raise StartFailed(f"the broker did not start ({exc}); see "
                               f"{supervisor.log_dir / 'broker.log'}") from exc
         print_(f"broker      kafka://{host}:{port} (embedded tansu, memory storage)")

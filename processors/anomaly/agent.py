@@ -43,6 +43,8 @@ from typing import Any
 import faust
 import orjson
 
+from meterline.embedded.faust_guards import ContinuityCheck
+from meterline.kafka import policy_for
 from meterline.schemas import (
     DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SOURCE_HEADER,
@@ -51,7 +53,6 @@ from meterline.schemas import (
     Topics,
 )
 
-from ..continuity import OffsetContinuity
 from ..emit import ANOMALY_HEADERS
 from .detectors import ProviderDetectors, TeamDetectors
 from .error_burst import ProviderTally, tally
@@ -66,15 +67,19 @@ BATCH_SIZE = 2000
 BATCH_WITHIN_S = 0.1
 
 
-def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) -> None:
-    """Add the routing and detector agents and their tables to ``app`` (if enabled)."""
+def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics,
+                            continuity: ContinuityCheck) -> None:
+    """Add the routing and detector agents and their tables to ``app`` (if enabled).
+
+    ``continuity`` is the app's offset check (``meterline.embedded.faust_guards``).
+    """
     if not settings.anomalies.enabled:
         return
     partitions = settings.kafka.partitions
     events = app.topic(topics.events, value_serializer="raw", key_serializer="raw")
-    by_team = app.topic(f"{topics.prefix}.anomaly-by-team.v1", internal=True,
+    by_team = app.topic(topics.anomaly_by_team, internal=True,
                         partitions=partitions, value_serializer="raw", key_serializer="raw")
-    by_provider = app.topic(f"{topics.prefix}.anomaly-by-provider.v1", internal=True,
+    by_provider = app.topic(topics.anomaly_by_provider, internal=True,
                             partitions=partitions, value_serializer="raw", key_serializer="raw")
     anomalies_topic = topics.anomalies
     dead_letters_topic = topics.dead_letters
@@ -83,13 +88,13 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     team_state = app.Table("anomaly-team", partitions=partitions, schema=json_schema)
     provider_state = app.Table("anomaly-provider", partitions=partitions, schema=json_schema)
-    continuity = OffsetContinuity(app)
+    end_batches = policy_for(settings.kafka).end_changelog_batches
     team_detectors = TeamDetectors(settings)
     provider_detectors = ProviderDetectors(settings)
 
     @app.agent(events)
     async def route_events_for_anomalies(stream: Any) -> None:
-        rekeyer = Rekeyer(settings.kafka, by_team=by_team.get_topic_name(),
+        rekeyer = Rekeyer(settings.kafka, role="detector", by_team=by_team.get_topic_name(),
                           by_provider=by_provider.get_topic_name(),
                           dead_letters=dead_letters_topic)
         try:
@@ -134,7 +139,8 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics) 
                     deliveries.append(await send_anomaly(producer, anomalies_topic, anomaly))
             state.flush()  # each changed key once, before the batch is acknowledged
             await asyncio.gather(*deliveries)
-            await end_changelog_batches(producer, table, state.partitions_written)
+            if end_batches:  # the embedded broker's high watermark: see table_buffer
+                await end_changelog_batches(producer, table, state.partitions_written)
 
     @app.agent(by_team)
     async def detect_team_anomalies(stream: Any) -> None:

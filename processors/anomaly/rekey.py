@@ -27,9 +27,9 @@ class Rekeyer(BatchEmitter):
     twice by a detector, as after a crash.
     """
 
-    def __init__(self, kafka: KafkaSettings, *, by_team: str, by_provider: str,
+    def __init__(self, kafka: KafkaSettings, *, role: str, by_team: str, by_provider: str,
                  dead_letters: str) -> None:
-        super().__init__(kafka)
+        super().__init__(kafka, role=role)
         self._by_team = by_team
         self._by_provider = by_provider
         self._dead_letters = dead_letters

@@ -101,7 +101,7 @@ def test_each_planted_anomaly_is_found_within_its_window(
     monkeypatch.setenv(WEBHOOK_ENV, slack.url)
     pipeline = Pipeline(tmp_path, broker, simulator, extra_config=config).start()
     try:
-        kafka = KafkaSettings(embedded=False, bootstrap_servers=broker,
+        kafka = KafkaSettings(embedded=True, bootstrap_servers=broker,
                               topic_prefix=pipeline.prefix)
         assert produce_envelopes(kafka, envelopes).failed == 0
         wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == str(len(envelopes)),
@@ -144,7 +144,7 @@ def test_detector_state_survives_a_detector_restart(tmp_path: Path, broker: str,
     after = [e for e in envelopes if e.received_at >= split]
     pipeline = Pipeline(tmp_path, broker, simulator, extra_config=config).start()
     try:
-        kafka = KafkaSettings(embedded=False, bootstrap_servers=broker,
+        kafka = KafkaSettings(embedded=True, bootstrap_servers=broker,
                               topic_prefix=pipeline.prefix)
         assert produce_envelopes(kafka, before).failed == 0
         # the whole first week routed, detected *and committed* (routing's commit on the

@@ -92,7 +92,7 @@ class GatewayUnderTest:
         create_topics(bootstrap, Topics(self.prefix).all(), partitions=2)
         provider = {"api_key": PROVIDER_KEY, "base_url": upstream_url}
         self.settings = Settings(
-            kafka={"embedded": False, "bootstrap_servers": bootstrap, "topic_prefix": self.prefix},
+            kafka={"embedded": True, "bootstrap_servers": bootstrap, "topic_prefix": self.prefix},
             gateway={"spool_dir": str(workdir / self.prefix / "spool"), "log_format": "text",
                      **gateway},
             providers={"openai": {"kind": "openai", **provider},

@@ -48,7 +48,7 @@ def test_replayed_findings_are_stored_once_with_their_entity(clickhouse: tuple[A
 def test_sink_consumes_the_topic_and_hands_batches_on(broker: str, topics: Topics,
                                                       clickhouse: tuple[Any, str]) -> None:
     client, database = clickhouse
-    kafka = KafkaSettings(embedded=False, bootstrap_servers=broker, topic_prefix=topics.prefix)
+    kafka = KafkaSettings(embedded=True, bootstrap_servers=broker, topic_prefix=topics.prefix)
     handed: list[str] = []
     sink = AnomalySink(kafka, StoreSettings(max_batch_time_s=0.2), AnomalyWriter(client, database),
                        on_stored=lambda batch: handed.extend(a.anomaly_id for a in batch),

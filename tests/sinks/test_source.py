@@ -52,7 +52,7 @@ def _committed(bootstrap: str, group_id: str, topic: str) -> int:
 
 def test_a_restarted_broker_is_read_from_the_new_logs_start(own_broker: EmbeddedBroker) -> None:
     bootstrap = own_broker.bootstrap_servers
-    kafka = KafkaSettings(embedded=False, bootstrap_servers=bootstrap, topic_prefix=unique_prefix())
+    kafka = KafkaSettings(embedded=True, bootstrap_servers=bootstrap, topic_prefix=unique_prefix())
     topic, group = f"{kafka.topic_prefix}.events.v1", f"{kafka.topic_prefix}-sink"
     create_topics(bootstrap, [topic], partitions=1)
     _produce(bootstrap, topic, [b"old-%d" % n for n in range(50)])
@@ -81,7 +81,7 @@ def test_a_restarted_broker_is_read_from_the_new_logs_start(own_broker: Embedded
 def test_incarnations_report_a_recreated_topic_and_never_create_one(
         own_broker: EmbeddedBroker) -> None:
     bootstrap = own_broker.bootstrap_servers
-    kafka = KafkaSettings(embedded=False, bootstrap_servers=bootstrap, topic_prefix=unique_prefix())
+    kafka = KafkaSettings(embedded=True, bootstrap_servers=bootstrap, topic_prefix=unique_prefix())
     kept, absent = f"{kafka.topic_prefix}.kept", f"{kafka.topic_prefix}.absent"
     create_topics(bootstrap, [kept], partitions=1)
     incarnations = TopicIncarnations(kafka)

@@ -56,7 +56,7 @@ def loaded(tmp_path_factory: pytest.TempPathFactory, broker: str, simulator: str
     pipeline = Pipeline(tmp_path_factory.mktemp("ui"), broker, simulator,
                         extra_config=org.settings_overrides()).start()
     try:
-        kafka = KafkaSettings(embedded=False, bootstrap_servers=broker, topic_prefix=pipeline.prefix)
+        kafka = KafkaSettings(embedded=True, bootstrap_servers=broker, topic_prefix=pipeline.prefix)
         result = produce_envelopes(kafka, envelopes)
         assert result.failed == 0
         wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == str(len(envelopes)), 150,

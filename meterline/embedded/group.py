@@ -11,7 +11,9 @@ stalls behind the one message that was never acknowledged. The embedded
 broker (tansu) makes the window certain: it keeps a dead member's group
 ``Stable`` until another member asks to join.
 
-``wait_for_dead_members`` avoids the window: if the group is not empty (a
+``wait_for_dead_members`` avoids the window (on the embedded broker only: on
+Apache Kafka, static membership lets the new worker take the dead member's
+place at once, see ``meterline.kafka.clients``): if the group is not empty (a
 member holds or held partitions), it waits one session timeout, plus a margin,
 before the worker joins. A dead member's session has then lapsed, so the
 worker's first join is its only one. A live member (another worker sharing
@@ -24,8 +26,8 @@ import logging
 import time
 
 from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient
 
+from meterline.kafka import KafkaClients
 from meterline.schemas import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,7 @@ _SETTLED = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD}
 
 def group_state(kafka: KafkaSettings, group_id: str, timeout_s: float = 10.0) -> ConsumerGroupState:
     """The group's state as the broker reports it (``UNKNOWN`` if it cannot tell)."""
-    admin = AdminClient({**kafka.as_librdkafka(), "log_level": 3})
+    admin = KafkaClients(kafka, role="worker").admin()
     try:
         description = admin.describe_consumer_groups([group_id])[group_id].result(timeout_s)
     except KafkaException as exc:
