@@ -43,6 +43,8 @@ def reader_settings(limits: StoreSettings | None, *, embedded: bool) -> dict[str
     if embedded:
         # chdb's Python() table function reads variables of the calling Python frames
         ordered["allow_python_table_function"] = "0"
+    # clickhouse-local turns introspection (addressToLine, demangle ...) on; typed SQL needs none
+    ordered["allow_introspection_functions"] = "0"
     ordered["readonly"] = "1"
     return ordered
 
