@@ -8,9 +8,13 @@ install:
 	$(PIP) install --quiet --disable-pip-version-check -e .
 
 ## The dashboard's browser test (tests/ui) drives the distribution's Chromium, never a downloaded one.
+## The Kafka tier's broker: Apache Kafka's jars from Maven Central, fetched once (Java 17 and
+## Maven from apt-get where missing); status 3 (Maven Central not reachable) leaves the tier
+## to skip with the script's one line.
 install-dev:
 	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+	deploy/kafka/kafka-local fetch >/dev/null || [ $$? -eq 3 ]
 
 ## Run the whole pipeline on this machine (embedded broker and ClickHouse).
 up: install

@@ -106,10 +106,12 @@ DEFAULT_TEAMS = [
 
 
 def write_config(path: Path, *, bootstrap: str, prefix: str, chdb_path: Path, gateway_port: int,
-                 store_port: int, demo_upstream: str, extra: dict[str, Any] | None = None) -> Path:
+                 store_port: int, demo_upstream: str, extra: dict[str, Any] | None = None,
+                 embedded: bool = True) -> Path:
+    """The roles' config file; ``embedded``: tansu (true) or Apache Kafka (false)."""
     config: dict[str, Any] = {
         "data_dir": str(path.parent / "data"),
-        "kafka": {"embedded": True, "bootstrap_servers": bootstrap, "topic_prefix": prefix,
+        "kafka": {"embedded": embedded, "bootstrap_servers": bootstrap, "topic_prefix": prefix,
                   "partitions": 2},
         "clickhouse": {"dsn": f"chdb://{chdb_path}", "database": "meterline"},
         "gateway": {"host": "127.0.0.1", "port": gateway_port,
@@ -148,17 +150,23 @@ def store_access() -> StoreAccess:
 
 
 class Role:
-    """One production role (``meterline <role>``) as a subprocess with its own log."""
+    """One production role (``meterline <role>``) as a subprocess with its own log.
 
-    def __init__(self, role: str, config: Path, log_dir: Path) -> None:
+    ``name`` tells two processes of one role apart (their logs); ``env`` is added to
+    the environment (e.g. each worker's ``METERLINE_KAFKA__GROUP_INSTANCE_ID``).
+    """
+
+    def __init__(self, role: str, config: Path, log_dir: Path, *, name: str = "",
+                 env: dict[str, str] | None = None) -> None:
         self.role = role
         self.config = config
-        self.log_path = log_dir / f"{role}.log"
+        self.log_path = log_dir / f"{name or role}.log"
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Role:
         env = {"METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY, **STORE_TOKEN_ENV, **os.environ,
-               "METERLINE_CONFIG": str(self.config)}
+               "METERLINE_CONFIG": str(self.config), **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "meterline.cli.main", "--config", str(self.config),
@@ -189,10 +197,14 @@ class Role:
 
 
 class Pipeline:
-    """Store, processors and gateway as subprocesses on a shared broker."""
+    """Store, processors and gateway as subprocesses on a shared broker.
+
+    ``embedded``: the broker is tansu (``kafka.embedded: true``, the embedded-broker
+    policy on) or Apache Kafka (false); see ``tests/backends.py``.
+    """
 
     def __init__(self, workdir: Path, bootstrap: str, simulator_url: str,
-                 extra_config: dict[str, Any] | None = None) -> None:
+                 extra_config: dict[str, Any] | None = None, *, embedded: bool = True) -> None:
         self.workdir = workdir
         self.prefix = unique_prefix("pipe")
         self.bootstrap = bootstrap
@@ -201,7 +213,9 @@ class Pipeline:
         self.config = write_config(
             workdir / "meterline.yaml", bootstrap=bootstrap, prefix=self.prefix,
             chdb_path=workdir / "clickhouse", gateway_port=self.gateway_port,
-            store_port=self.store_port, demo_upstream=simulator_url, extra=extra_config)
+            store_port=self.store_port, demo_upstream=simulator_url, extra=extra_config,
+            embedded=embedded)
+        self.embedded = embedded
         self.roles = {name: Role(name, self.config, workdir)
                       for name in ("store", "worker", "detector", "gateway")}
 
@@ -226,8 +240,10 @@ class Pipeline:
         return self
 
     def stop(self) -> None:
-        for name in ("gateway", "detector", "worker", "store"):
-            self.roles[name].stop()
+        """Gateway first, store last; any extra role (a second worker) with the processors."""
+        order = {"gateway": 0, "store": 2}
+        for role in sorted(self.roles.values(), key=lambda r: order.get(r.role, 1)):
+            role.stop()
 
     def mint_key(self, user: str, team: str, repo: str = "") -> str:
         args = [sys.executable, "-m", "meterline.cli.main", "--config", str(self.config), "keys",

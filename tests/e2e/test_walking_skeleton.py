@@ -1,9 +1,14 @@
-"""Issue 2's bar: one SDK call becomes a priced ClickHouse row, on real parts."""
+"""Issue 2's bar: one SDK call becomes a priced ClickHouse row, on real parts.
+
+The priced-row test is part of the contract suite: it runs on the embedded tansu
+broker and on Apache Kafka (``backend_pipeline``, tests/backends.py).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,8 +22,10 @@ from tests.harness import REPO_ROOT, Pipeline, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
 
-def test_openai_sdk_call_becomes_priced_row(pipeline: Pipeline) -> None:
+def test_openai_sdk_call_becomes_priced_row(backend_pipeline: Pipeline) -> None:
+    pipeline = backend_pipeline
     key = pipeline.mint_key("alice", "platform", repo="acme/api")
+    started = time.monotonic()
     client = openai.OpenAI(base_url=pipeline.gateway_url + "/v1", api_key=key)
 
     reply = client.chat.completions.create(
@@ -33,6 +40,9 @@ def test_openai_sdk_call_becomes_priced_row(pipeline: Pipeline) -> None:
 
     wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == "2", 120,
                message="two rows in ClickHouse")
+    broker = "tansu" if pipeline.embedded else "kafka"
+    print(f"\nwalking skeleton on {broker}: two calls stored {time.monotonic() - started:.1f}s "
+          "after the first was sent")
     rows = pipeline.sql("SELECT user, team, cost_centre, repo, repo_source, tool, served_model, "
                         "input_tokens, output_tokens, cost_usd, unpriced, stream FROM events "
                         "ORDER BY request_id")
