@@ -39,8 +39,20 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from meterline.embedded import EmbeddedBroker, create_topics, free_port  # noqa: E402
 from meterline.schemas import Topics, new_request_id  # noqa: E402
-from meterline.sinks import remote_query  # noqa: E402
-from tests.harness import Role, unique_prefix, wait_until, write_config  # noqa: E402
+from meterline.sinks import remote_query as _remote_query  # noqa: E402
+from tests.harness import (  # noqa: E402
+    TEST_STORE_READ_TOKEN,
+    Role,
+    unique_prefix,
+    wait_until,
+    write_config,
+)
+
+
+def remote_query(url: str, sql: str, fmt: str = "TabSeparatedWithNames",
+                 timeout_s: float = 60.0) -> bytes:
+    """A query with the read credential the harness gives the store."""
+    return _remote_query(url, sql, fmt, timeout_s, token=TEST_STORE_READ_TOKEN)
 
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-5"), ("anthropic", "claude-sonnet-4-5"),
           ("anthropic", "claude-haiku-4-5"), ("openai", "llama-3.3-70b-instruct"),

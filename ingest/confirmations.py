@@ -34,8 +34,8 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
 
-from meterline.embedded.incarnation import topic_identity
 from meterline.kafka import KafkaClients
+from meterline.kafka.incarnation import topic_identity
 from meterline.schemas import SCHEMA_VERSION_HEADER, Groups, KafkaSettings, Topics
 from meterline.schemas.watermark import WATERMARK_SCHEMA_VERSION, decode_confirmations
 

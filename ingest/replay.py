@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Literal
 import orjson
 from confluent_kafka import KafkaException
 
-from meterline.embedded.incarnation import topic_identity
 from meterline.kafka import BrokerError, KafkaClients, create_topics
+from meterline.kafka.incarnation import topic_identity
 from meterline.schemas import KafkaSettings, Topics
 
 if TYPE_CHECKING:

@@ -69,10 +69,12 @@ class BatchEmitter:
         self._events = topics.events
         self._dead_letters = topics.dead_letters
         self._anomalies = topics.anomalies
+        self._errors: list[str] = []
         self._producer = KafkaClients(kafka, role=role).producer(  # idempotence: see above
             **{"linger.ms": 5, "batch.num.messages": 10_000, "batch.size": 1 << 20,
-               "queue.buffering.max.messages": 500_000, "partitioner": "murmur2_random"})
-        self._errors: list[str] = []
+               "queue.buffering.max.messages": 500_000, "partitioner": "murmur2_random",
+               # a Python callback for the failed messages only, not one per message
+               "delivery.report.only.error": True, "on_delivery": self._on_delivery})
 
     def event(self, request_id: bytes, value: bytes) -> None:
         self._produce(self._events, request_id, value, _EVENT_HEADERS)
@@ -90,8 +92,7 @@ class BatchEmitter:
                  headers: list[tuple[str, str | bytes | None]] | None) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, headers=headers)
                 return
             except BufferError:  # local queue full: let deliveries drain it
                 self._producer.poll(0.05)
@@ -101,9 +102,12 @@ class BatchEmitter:
             self._errors.append(f"{message.topic()}: {error}")
 
     async def durable(self) -> None:
+        """``flush_durable`` in a thread, so a faust app's event loop keeps heart-beating."""
+        await asyncio.get_running_loop().run_in_executor(None, self.flush_durable)
+
+    def flush_durable(self) -> None:
         """Return once every queued message is acknowledged; ``EmitFailed`` otherwise."""
-        remaining = await asyncio.get_running_loop().run_in_executor(
-            None, self._producer.flush, FLUSH_TIMEOUT_S)
+        remaining = self._producer.flush(FLUSH_TIMEOUT_S)
         if remaining or self._errors:
             errors, self._errors = self._errors, []
             raise EmitFailed(f"{remaining} messages undelivered after {FLUSH_TIMEOUT_S}s; "

@@ -3,6 +3,8 @@
 Knows Kafka (it consumes the events topic) and ClickHouse; never HTTP upstreams.
 """
 
+from meterline.kafka import TopicSource
+
 from .client import connect
 from .consumer import EventSink
 from .errors import MigrationFailed, SinkError, StoreUnavailable
@@ -20,7 +22,6 @@ from .query_server import LimitExceeded, QueryServer
 from .reconcile import Reconciliation, reconcile
 from .reprice import RepriceResult, reprice_range
 from .rollups import ROLLUPS, repair_recent, repair_rollups
-from .source import TopicSource
 from .sql_guard import SqlRefused, checked_sql
 from .store_access import StoreAccess
 from .store_client import QueryError, StoreEndpoint, remote_query, store_endpoint

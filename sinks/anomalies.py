@@ -35,6 +35,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meterline.kafka import TopicSource
 from meterline.schemas import (
     Anomaly,
     Groups,
@@ -47,7 +48,6 @@ from meterline.schemas import (
 
 from .consumer import store_until_done
 from .errors import store_errors
-from .source import TopicSource
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meterline.kafka import TopicSource
 from meterline.schemas import Groups, KafkaSettings, MessageScan, Settings, StoreSettings, Topics
 
 from .consumer import store_until_done
 from .errors import store_errors
-from .source import TopicSource
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@
    gateways truncate their spools behind them: asynchronous, never blocks, a
    lost confirmation only costs a duplicate replay;
 4. commit, per partition, the offset after the last message written, unless the
-   topic was re-created meanwhile (``TopicSource.commit``, in ``source.py``).
+   topic was re-created meanwhile (``TopicSource.commit``, in ``meterline.kafka.source``).
 
 If the process dies after 2 and before 4, the batch is consumed again and
 step 2 stores nothing new. If ClickHouse refuses the write, nothing is
@@ -24,10 +24,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from meterline.kafka import TopicSource
 from meterline.schemas import Groups, KafkaSettings, StoreSettings, Topics
 
 from .errors import StoreUnavailable
-from .source import TopicSource
 from .watermark import WatermarkPublisher
 from .writer import EventWriter
 

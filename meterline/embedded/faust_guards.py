@@ -62,9 +62,8 @@ from typing import Any, Protocol
 import faust
 
 from meterline.kafka import policy_for
+from meterline.kafka.incarnation import BrokerUnreachable, TopicIncarnations
 from meterline.schemas import KafkaSettings
-
-from .incarnation import BrokerUnreachable, TopicIncarnations
 
 log = logging.getLogger(__name__)
 

@@ -38,10 +38,15 @@ def run_gateway(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the enrichment faust app (envelopes → events)."""
-    from meterline.processors import create_worker_app, worker_app_id
+    """Run the enrichment loop (envelopes → events) until SIGINT/SIGTERM.
 
-    _run_faust(settings, worker_app_id(settings), create_worker_app)
+    A batch that cannot be made durable raises (``EmitFailed``): the process
+    exits without committing, and its supervisor restarts it.
+    """
+    from meterline.processors import EnrichWorker
+
+    stop = _stop_on_signals()
+    EnrichWorker(settings).run(stop)
 
 
 def run_detector(settings: Settings) -> None:

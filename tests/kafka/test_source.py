@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from meterline.embedded import EmbeddedBroker, TopicIncarnations, create_topics
+from meterline.kafka import TopicSource
 from meterline.schemas import KafkaSettings, StoreSettings
-from meterline.sinks import TopicSource
 from tests.harness import unique_prefix
 
 STORE = StoreSettings(max_batch_size=500, max_batch_time_s=0.2)

@@ -1,12 +1,12 @@
-"""Where every sink reads from: one topic, in batches, committed only in the log it read.
+"""Where every batch loop reads from: one topic, in batches, committed only in the log it read.
 
-``TopicSource`` wraps the librdkafka consumer the event, anomaly and audit
-sinks share. Its contract:
+``TopicSource`` wraps the librdkafka consumer that the event, anomaly and
+audit sinks and the enrichment worker share. Its contract:
 
-- ``batch`` blocks for at most ``store.max_batch_time_s`` and returns up to
-  ``store.max_batch_size`` messages (maybe none);
-- ``commit`` is called after the batch's rows are durable in ClickHouse. In
-  steps:
+- ``batch`` blocks for at most ``limits.max_batch_time_s`` and returns up to
+  ``limits.max_batch_size`` messages (maybe none);
+- ``commit`` is called after the batch's output is durable (rows in
+  ClickHouse, events acknowledged by the broker). In steps:
 
   1. on the embedded broker only (``meterline.kafka`` policy: Apache Kafka does
      not lose its topics, so this costs it nothing): check that the topic is
@@ -29,30 +29,41 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from meterline.embedded.incarnation import BrokerUnreachable, TopicIncarnations
-from meterline.kafka import KafkaClients
-from meterline.schemas import KafkaSettings, StoreSettings
+from meterline.schemas import KafkaSettings
+
+from .clients import KafkaClients
+from .incarnation import BrokerUnreachable, TopicIncarnations
 
 log = logging.getLogger(__name__)
 
 
-class TopicSource:
-    """One sink's consumer of ``topic`` in group ``group_id``; ``name`` labels its log lines
-    and names its static member on Apache Kafka.
+class BatchLimits(Protocol):
+    """How big and how old a batch may get (``StoreSettings`` is one)."""
 
-    Used from the sink's one thread: ``run``, or open, then batch/commit in turns, then close.
+    @property
+    def max_batch_size(self) -> int: ...
+
+    @property
+    def max_batch_time_s(self) -> float: ...
+
+
+class TopicSource:
+    """One loop's consumer of ``topic`` in group ``group_id``; ``name`` labels its log lines
+    and names its static member on Apache Kafka; ``role`` is its process's.
+
+    Used from the loop's one thread: ``run``, or open, then batch/commit in turns, then close.
     """
 
-    def __init__(self, kafka: KafkaSettings, store: StoreSettings, *, group_id: str, topic: str,
-                 name: str, on_assign: Callable[[list[TopicPartition]], None] | None = None
-                 ) -> None:
+    def __init__(self, kafka: KafkaSettings, limits: BatchLimits, *, group_id: str, topic: str,
+                 name: str, role: str = "store",
+                 on_assign: Callable[[list[TopicPartition]], None] | None = None) -> None:
         self._kafka = kafka
-        self._clients = KafkaClients(kafka, role="store")
-        self._store = store
+        self._clients = KafkaClients(kafka, role=role)
+        self._limits = limits
         self._group_id = group_id
         self._topic = topic
         self._name = name
@@ -101,17 +112,17 @@ class TopicSource:
             self._on_assign(partitions)
 
     def batch(self, stop: threading.Event) -> list[Any]:
-        """Up to ``store.max_batch_size`` messages, or what arrives in ``store.max_batch_time_s``.
+        """Up to ``limits.max_batch_size`` messages, or what arrives in ``limits.max_batch_time_s``.
 
         Consume errors other than end-of-partition are logged and skipped.
         """
         batch: list[Any] = []
-        deadline = time.monotonic() + self._store.max_batch_time_s
-        while len(batch) < self._store.max_batch_size and not stop.is_set():
+        deadline = time.monotonic() + self._limits.max_batch_time_s
+        while len(batch) < self._limits.max_batch_size and not stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            for message in self._consumer.consume(self._store.max_batch_size - len(batch),
+            for message in self._consumer.consume(self._limits.max_batch_size - len(batch),
                                                   timeout=min(remaining, 0.1)):
                 error = message.error()
                 if error is None:

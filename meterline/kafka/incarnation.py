@@ -22,8 +22,9 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient
 
-from meterline.kafka import KafkaClients
 from meterline.schemas import KafkaSettings
+
+from .clients import KafkaClients
 
 log = logging.getLogger(__name__)
 
