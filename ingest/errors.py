@@ -8,6 +8,7 @@
     ├── NotFound            404  unsupported path
     │   └── UnknownModel    404  model not routed (gateway.allow_unlisted_models off)
     ├── MethodNotAllowed    405  known path, wrong method
+    ├── RequestTimeout      408  body not received within gateway.body_timeout_s
     ├── BodyTooLarge        413  request body over gateway.max_body_bytes
     ├── InternalError       500  a bug in the gateway; logged with its request id
     ├── UpstreamUnavailable 502  the provider could not be reached
@@ -106,6 +107,13 @@ class InternalError(GatewayError):
     openai_type = "server_error"
     anthropic_type = "api_error"
     code = "internal_error"
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+    openai_type = "invalid_request_error"
+    anthropic_type = "invalid_request_error"
+    code = "request_timeout"
 
 
 class BodyTooLarge(GatewayError):

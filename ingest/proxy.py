@@ -140,7 +140,8 @@ class Proxy:
 
     async def _forward(self, call: CallRecord, headers: dict[str, str], scope: dict[str, Any],
                        receive: Receive, send: Send, anthropic_style: bool) -> None:
-        body = await read_body(headers, receive, self._settings.max_body_bytes)
+        body = await read_body(headers, receive, self._settings.max_body_bytes,
+                               self._settings.body_timeout_s)
         call.request_bytes = len(body)
         call.request_sha256 = hashlib.sha256(body).hexdigest()
         payload = parse_json_object(body)

@@ -6,12 +6,13 @@ object), because it runs on every call.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
-from .errors import BadRequest, BodyTooLarge
+from .errors import BadRequest, BodyTooLarge, RequestTimeout
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
@@ -37,16 +38,28 @@ def _too_large(size: int, limit: int) -> BodyTooLarge:
     return BodyTooLarge(f"Request body of {size} bytes exceeds the gateway limit of {limit} bytes.")
 
 
-async def read_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+async def read_body(headers: dict[str, str], receive: Receive, limit: int,
+                    timeout_s: float = 30.0) -> bytes:
     """The whole request body, refused with ``BodyTooLarge`` past ``limit`` bytes.
 
     A declared ``content-length`` over the limit is refused before reading;
     a chunked body is counted as it arrives, so an oversize upload is never
-    held in memory whole.
+    held in memory whole. A body still incomplete after ``timeout_s`` is
+    refused with ``RequestTimeout`` (408): a client trickling bytes (slowloris)
+    holds its connection for a bounded time only.
     """
     declared = headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(int(declared), limit)
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"The request body did not arrive within {timeout_s:g} s; "
+                             "send it at once.") from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     message = await receive()
     if message["type"] == "http.disconnect":
         raise ClientGone

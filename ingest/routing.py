@@ -13,6 +13,7 @@ the client sent is never forwarded.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,6 +28,11 @@ _DROP_REQUEST_HEADERS = frozenset({
     "te", "trailer", "proxy-authorization", "proxy-connection", "authorization", "x-api-key",
     "api-key", "cookie", "accept-encoding", "expect",
 })
+
+
+#: A value the HTTP server let through but no header may carry upstream (response
+#: splitting, header injection): CR, LF, NUL. Such a header is dropped, not repaired.
+_UNSAFE_VALUE = re.compile(r"[\r\n\x00]")
 
 
 def default_provider_name(anthropic_style: bool) -> str:
@@ -61,11 +67,19 @@ class Route:
     def headers(self, client_headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         """Client headers minus credentials and hop-by-hop ones, plus the provider key.
 
+        Dropped: ``_DROP_REQUEST_HEADERS``, every header the client's ``Connection``
+        names, ``x-meterline-*`` (ours), and any value holding CR, LF or NUL.
+
         Provider headers (``anthropic-version``, ``anthropic-beta``,
         ``openai-organization`` ...) and the User-Agent pass through as sent.
         """
-        out = {name: value for name, value in client_headers
-               if name not in _DROP_REQUEST_HEADERS and not name.startswith("x-meterline-")}
+        client = list(client_headers)
+        # RFC 9110 7.6.1: headers the client named in Connection are hop-by-hop too
+        hop = {token.strip().lower() for name, value in client if name == "connection"
+               for token in value.split(",")}
+        out = {name: value for name, value in client
+               if name not in _DROP_REQUEST_HEADERS and name not in hop
+               and not name.startswith("x-meterline-") and not _UNSAFE_VALUE.search(value)}
         out["accept-encoding"] = "identity"  # we read usage from the bytes we forward
         kind = self.provider.kind
         key = self.provider.api_key.get_secret_value() if self.provider.api_key else ""

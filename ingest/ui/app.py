@@ -34,6 +34,7 @@ from meterline.schemas.store_auth import resolve_token
 
 from . import pages
 from .access import COOKIE_NAME, SESSION_TTL_S, Forbidden, KeyDirectory, SessionSigner, Viewer, viewer_for
+from .csrf import CSRF_FIELD, CsrfGuard, CsrfRefused
 from .filters import BadFilter, Filters, parse_filters
 from .store_reader import StoreReader, StoreUnavailable
 from .tables import Table
@@ -60,6 +61,7 @@ class Dashboard:
                                   token=lambda: resolve_token(settings, "read"))
         self.directory = KeyDirectory(settings.keys, settings.keys_file)
         self.signer = SessionSigner()
+        self.csrf = CsrfGuard()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]))
         self.templates.filters["money"] = _money
@@ -69,12 +71,26 @@ class Dashboard:
         record = self.directory.records().get(key_id) if key_id else None
         return viewer_for(record) if record is not None else None
 
-    def html(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def html(self, template: str, status: int = 200, *, request: Request | None = None,
+             **context: Any) -> HTMLResponse:
+        """The page; with ``request``, its forms carry this browser's CSRF token (``csrf``)."""
+        nonce, context["csrf_token"] = self.csrf.token_for(request) if request else ("", "")
         body = self.templates.get_template(template).render(**context)
-        return HTMLResponse(body, status_code=status)
+        response = HTMLResponse(body, status_code=status)
+        if request is not None:
+            self.csrf.set_cookie(response, request, nonce)
+        return response
 
-    def problem(self, status: int, title: str, message: str, viewer: Viewer | None) -> HTMLResponse:
-        return self.html("error.html", status, title=title, message=message, viewer=viewer)
+    def problem(self, status: int, title: str, message: str, viewer: Viewer | None,
+                request: Request | None = None) -> HTMLResponse:
+        return self.html("error.html", status, request=request, title=title, message=message,
+                         viewer=viewer)
+
+    async def form(self, request: Request) -> dict[str, list[str]]:
+        """A POSTed form's fields, after the CSRF check (``CsrfRefused``)."""
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        self.csrf.check(request, (form.get(CSRF_FIELD) or [""])[0])
+        return form
 
     async def page(self, request: Request, template: str, title: str, build: PageBuilder,
                    team: str = "") -> Response:
@@ -97,18 +113,19 @@ class Dashboard:
                 return self._csv(page.tables, wanted, title)
             choices = await pages.choices(self.reader, viewer, filters)
         except BadFilter as exc:
-            return self.problem(400, "Bad filter", str(exc), viewer)
+            return self.problem(400, "Bad filter", str(exc), viewer, request)
         except Forbidden as exc:
-            return self.problem(403, "Not your team", str(exc), viewer)
+            return self.problem(403, "Not your team", str(exc), viewer, request)
         except UnknownTeam as exc:
             return self.problem(404, "Unknown team",
                                 f"There is no team called '{exc}' in the configuration or the ledger.",
-                                viewer)
+                                viewer, request)
         except StoreUnavailable as exc:
-            return self.problem(503, "Store unavailable", str(exc), viewer)
+            return self.problem(503, "Store unavailable", str(exc), viewer, request)
         # JSON inside <script>: "</" must not close the element, whatever a label contains
         charts_json = json.dumps(page.charts).replace("</", "<\\/")
-        return self.html(template, title=title, viewer=viewer, filters=filters, page=page,
+        return self.html(template, request=request, title=title, viewer=viewer, filters=filters,
+                         page=page,
                          choices=choices, charts_json=charts_json, path=request.url.path)
 
     def _csv(self, tables: list[Table], name: str, title: str) -> Response:
@@ -139,23 +156,32 @@ def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
 
     @app.get("/ui/login")
     async def login_form(request: Request) -> Response:
-        return ui.html("login.html", title="Log in", viewer=ui.viewer(request), error="")
+        return ui.html("login.html", request=request, title="Log in", viewer=ui.viewer(request),
+                       error="")
 
     @app.post("/ui/login")
     async def login(request: Request) -> Response:
-        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        try:
+            form = await ui.form(request)
+        except CsrfRefused as exc:
+            return ui.problem(403, "Form refused", str(exc), None, request)
         presented = (form.get("key") or [""])[0].strip()
         record = ui.directory.lookup(presented) if presented else None
         if record is None:
-            return ui.html("login.html", 401, title="Log in", viewer=None,
+            return ui.html("login.html", 401, request=request, title="Log in", viewer=None,
                            error="That key is not a Meterline virtual key known to this gateway.")
         response = RedirectResponse("/ui/overview", status_code=303)
         response.set_cookie(COOKIE_NAME, ui.signer.issue(record.id), max_age=SESSION_TTL_S,
-                            path="/ui", httponly=True, samesite="strict")
+                            path="/ui", httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")
         return response
 
     @app.post("/ui/logout")
-    async def logout() -> Response:
+    async def logout(request: Request) -> Response:
+        try:
+            await ui.form(request)
+        except CsrfRefused as exc:
+            return ui.problem(403, "Form refused", str(exc), ui.viewer(request), request)
         response = RedirectResponse("/ui/login", status_code=303)
         response.delete_cookie(COOKIE_NAME, path="/ui")
         return response

@@ -48,7 +48,12 @@ def store(clickhouse: tuple[Any, str], chdb_settings: ClickHouseSettings,
     reader = connect(chdb_settings, readonly=True, database=database, limits=LIMITS)
     jobs = JobRegistry()
     ran: list[Mapping[str, Any]] = []
-    jobs.register("echo", lambda args: ran.append(args) or {"ran": True})
+
+    def echo(args: Mapping[str, Any]) -> Mapping[str, Any]:
+        ran.append(args)
+        return {"ran": True}
+
+    jobs.register("echo", echo)
     server = QueryServer(reader, "127.0.0.1", 0, access=store_access(), jobs=jobs,
                          max_sql_bytes=LIMITS.max_query_bytes)
     server.start()

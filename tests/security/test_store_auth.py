@@ -21,7 +21,7 @@ import yaml
 
 from meterline.cli.main import main
 from meterline.schemas import ConfigError, Settings, load_settings
-from meterline.schemas.store_auth import read_token_file, resolve_token, token_file
+from meterline.schemas.store_auth import StoreRole, read_token_file, resolve_token, token_file
 from meterline.services.up import _store_tokens
 from meterline.sinks import QueryServer, StoreAccess
 from tests.harness import TEST_STORE_OPERATOR_TOKEN as OPERATOR
@@ -147,8 +147,9 @@ def test_a_store_without_tokens_generates_fresh_ones_each_start(tmp_path: Path) 
 
 def test_token_files_are_private_and_the_environment_wins(tmp_path: Path) -> None:
     _store_tokens(Settings(data_dir=str(tmp_path)))
-    for role in ("read", "operator"):
-        path = token_file(tmp_path, role)  # type: ignore[arg-type]
+    roles: tuple[StoreRole, ...] = ("read", "operator")
+    for role in roles:
+        path = token_file(tmp_path, role)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
     from_file = Settings(data_dir=str(tmp_path))

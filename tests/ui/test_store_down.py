@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import httpx
@@ -30,7 +31,10 @@ def dashboard() -> Iterator[str]:
 def test_an_unreachable_store_is_a_503_page_and_the_key_never_reaches_the_cookie(dashboard: str) -> None:
     with httpx.Client(base_url=dashboard) as client:
         assert client.get("/ui/overview").headers["location"] == "/ui/login"
-        login = client.post("/ui/login", data={"key": KEY})
+        form = client.get("/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token is not None
+        login = client.post("/ui/login", data={"key": KEY, "csrf": token.group(1)})
         assert login.status_code == 303
         cookie = login.headers["set-cookie"]
         assert KEY not in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
