@@ -37,8 +37,11 @@ from confluent_kafka import Producer
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.bare_limits import bare_clickhouse_insert, bare_kafka_loop  # noqa: E402
 from meterline.embedded import EmbeddedBroker, create_topics, free_port  # noqa: E402
-from meterline.schemas import Topics, new_request_id  # noqa: E402
+from meterline.processors.enrich import Directory, encode_event_row, event_row  # noqa: E402
+from meterline.processors.price_book import PriceBook  # noqa: E402
+from meterline.schemas import Envelope, Settings, Topics, new_request_id  # noqa: E402
 from meterline.sinks import remote_query as _remote_query  # noqa: E402
 from tests.harness import (  # noqa: E402
     TEST_STORE_READ_TOKEN,
@@ -50,9 +53,10 @@ from tests.harness import (  # noqa: E402
 
 
 def remote_query(url: str, sql: str, fmt: str = "TabSeparatedWithNames",
-                 timeout_s: float = 60.0) -> bytes:
+                 timeout_s: float = 60.0, parameters: dict[str, Any] | None = None) -> bytes:
     """A query with the read credential the harness gives the store."""
-    return _remote_query(url, sql, fmt, timeout_s, token=TEST_STORE_READ_TOKEN)
+    return _remote_query(url, sql, fmt, timeout_s, token=TEST_STORE_READ_TOKEN,
+                         parameters=parameters)
 
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-5"), ("anthropic", "claude-sonnet-4-5"),
           ("anthropic", "claude-haiku-4-5"), ("openai", "llama-3.3-70b-instruct"),
@@ -100,7 +104,7 @@ class EnvelopeSource:
                                    "compression.type": "lz4", "batch.num.messages": 10_000,
                                    "queue.buffering.max.messages": 1_000_000, "acks": "all"})
         self._topic = topic
-        self._pool = envelope_templates(2000)
+        self.pool = self._pool = envelope_templates(2000)
         self._next = 0
         self.sent = 0
 
@@ -125,6 +129,20 @@ class EnvelopeSource:
         self._producer.flush(60)
 
 
+def event_rows(pool: list[dict[str, Any]], count: int) -> list[bytes]:
+    """``count`` events rows as the worker encodes them, from the producer's envelope pool."""
+    settings = Settings()
+    directory = Directory(settings)
+    book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
+    now = datetime.now(UTC).isoformat()
+    rows = []
+    for n in range(count):
+        body = {**pool[n % len(pool)], "request_id": new_request_id(), "received_at": now,
+                "first_byte_at": now, "done_at": now}
+        rows.append(encode_event_row(event_row(Envelope.model_validate(body), directory, book)))
+    return rows
+
+
 def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -137,23 +155,26 @@ def count_rows(store_url: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
-    broker.start()
+    broker = None if args.bootstrap else EmbeddedBroker(log_path=workdir / "broker.log")
+    if broker is not None:
+        broker.start()
+    bootstrap = args.bootstrap or (broker.bootstrap_servers if broker else "")
     prefix = unique_prefix("bench")
     topics = Topics(prefix)
-    create_topics(broker.bootstrap_servers, topics.all(), partitions=args.partitions)
+    create_topics(bootstrap, topics.all(), partitions=args.partitions)
     store_port = free_port()
-    config = write_config(workdir / "meterline.yaml", bootstrap=broker.bootstrap_servers,
+    config = write_config(workdir / "meterline.yaml", bootstrap=bootstrap,
                           prefix=prefix, chdb_path=workdir / "clickhouse", gateway_port=free_port(),
                           store_port=store_port, demo_upstream="http://127.0.0.1:9",
-                          extra={"kafka": {"partitions": args.partitions},
+                          extra={"kafka": {"partitions": args.partitions,
+                                           "embedded": broker is not None},
                                  "store": {"max_batch_time_s": args.sink_batch_s,
                                            "max_batch_size": args.sink_batch},
                                  "anomalies": {"enabled": args.anomalies}})
     store_url = f"http://127.0.0.1:{store_port}"
     roles = [Role("store", config, workdir).start()]
     roles += [Role("worker", config, workdir).start() for _ in range(args.workers)]
-    source = EnvelopeSource(broker.bootstrap_servers, topics.envelopes)
+    source = EnvelopeSource(bootstrap, topics.envelopes)
     try:
         print(f"workdir {workdir}; waiting for the store and the worker's group join ...",
               flush=True)
@@ -165,7 +186,9 @@ def run(args: argparse.Namespace) -> None:
 
         # 1. throughput: drain a backlog
         pids = {f"worker {i + 1}": _pid(role.process) for i, role in enumerate(roles[1:])}
-        pids.update(store=_pid(roles[0].process), broker=_pid(broker._process))
+        pids.update(store=_pid(roles[0].process))
+        if broker is not None:
+            pids.update(broker=_pid(broker._process))
         cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
         start = time.monotonic()
         source.produce(args.backlog)
@@ -178,7 +201,8 @@ def run(args: argparse.Namespace) -> None:
         first, last = (float(x) for x in remote_query(store_url, (
             "SELECT toUnixTimestamp64Milli(min(inserted_at)) / 1e3, "
             "toUnixTimestamp64Milli(max(inserted_at)) / 1e3 FROM events "
-            f"WHERE request_id > '{_boundary(store_url, warm)}'"), "TabSeparated").split())
+            "WHERE request_id > {boundary:String}"), "TabSeparated",
+            parameters={"boundary": _boundary(store_url, warm)}).split())
         drain_rate = args.backlog / max(last - first, 1e-6)
 
         # 2. latency at a paced rate
@@ -200,10 +224,20 @@ def run(args: argparse.Namespace) -> None:
         p50, p99, pmax = (float(x) for x in remote_query(store_url, (
             "SELECT quantileExact(0.5)(ms), quantileExact(0.99)(ms), max(ms) FROM (SELECT "
             "dateDiff('millisecond', done_at, inserted_at) AS ms FROM events "
-            f"WHERE done_at >= parseDateTime64BestEffort('{since}', 6))"), "TabSeparated").split())
+            "WHERE done_at >= parseDateTime64BestEffort({since:String}, 6))"), "TabSeparated",
+            parameters={"since": since}).split())
         distinct = int(remote_query(store_url, "SELECT uniqExact(request_id) FROM events",
                                     "TabSeparated"))
         rows = count_rows(store_url)
+
+        # 3. the physical limits, on the same machine, with the pipeline's roles stopped
+        for role in reversed(roles):
+            role.stop()
+        kafka_limit = bare_kafka_loop(bootstrap, topics.envelopes, source.sent,
+                                      partitions=args.partitions)
+        clickhouse_limit = bare_clickhouse_insert(event_rows(source.pool, args.backlog),
+                                                  args.sink_batch)
+        limit = min(kafka_limit, clickhouse_limit)
         print()
         print("| measure                                   | value      |")
         print("|-------------------------------------------|------------|")
@@ -217,15 +251,20 @@ def run(args: argparse.Namespace) -> None:
         print(f"| rows / distinct ids / envelopes sent      | {rows}/{distinct}/{source.sent} |")
         for name, micros in cpu_us.items():
             print(f"| {name + ' CPU per envelope (µs)':<41} | {micros:>10.0f} |")
+        print(f"| bare Kafka consume→produce (msg/s)        | {kafka_limit:>10.0f} |")
+        print(f"| bare ClickHouse insert (rows/s)           | {clickhouse_limit:>10.0f} |")
+        print(f"| pipeline / slower bare loop               | {drain_rate / limit:>10.0%} |")
         capacity = (os.cpu_count() or 1) / sum(cpu_us.values()) * 1e6
         print(f"| CPU-bound capacity, all cores (env/s)     | {capacity:>10.0f} |")
+        print(f"| broker                                    | {'tansu' if broker else 'kafka':>10} |")
         print(f"| worker processes                          | {args.workers:>10} |")
         print(f"| anomaly agents in the worker              | {args.anomalies!s:>10} |")
         print(f"| load average during the run               | {os.getloadavg()[0]:>10.1f} |")
     finally:
         for role in reversed(roles):
             role.stop()
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         if args.keep:
             print(f"logs kept in {workdir}")
 
@@ -245,8 +284,9 @@ def _reachable(url: str) -> bool:
 
 def _boundary(store_url: str, warm: int) -> str:
     """The largest request id of the warm-up rows (ids are time-ordered)."""
-    return remote_query(store_url, f"SELECT request_id FROM events ORDER BY request_id "
-                        f"LIMIT 1 OFFSET {warm - 1}", "TabSeparated").decode().strip()
+    return remote_query(store_url, "SELECT request_id FROM events ORDER BY request_id "
+                        "LIMIT 1 OFFSET {skip:UInt64}", "TabSeparated",
+                        parameters={"skip": warm - 1}).decode().strip()
 
 
 def main() -> None:
@@ -259,6 +299,8 @@ def main() -> None:
     parser.add_argument("--sink-batch", type=int, default=20_000)
     parser.add_argument("--sink-batch-s", type=float, default=0.5)
     parser.add_argument("--keep", action="store_true", help="print the work dir with logs")
+    parser.add_argument("--bootstrap", default="",
+                        help="an Apache Kafka broker to run on (default: a private embedded tansu)")
     parser.add_argument("--anomalies", action=argparse.BooleanOptionalAction, default=False,
                         help="run the anomaly agents in the worker too (default: off; issue 5 "
                              "measures broker -> processors -> ClickHouse)")
