@@ -16,6 +16,7 @@ field at once, each with its file and line (see ``config_file``).
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlparse
@@ -137,11 +138,22 @@ class ClickHouseSettings(_Section):
 
     dsn: str = "chdb://.meterline/clickhouse"
     database: str = "meterline"
+    #: Server only: the store's read-only client connects as this (least-privilege) user
+    #: instead of ``dsn``'s (docs/security.md); empty: ``dsn`` with readonly=1.
+    reader_dsn: str = ""
     events_ttl_days: int = Field(730, ge=1)
 
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb://")
+
+    @field_validator("database")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        # written into SQL as an identifier (``{database}.events``): never a value to bind
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,63}", value):
+            raise ValueError("must be a plain identifier: letters, digits and _, not first a digit")
+        return value
 
 
 class GatewaySettings(_Section):

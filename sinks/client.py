@@ -65,7 +65,7 @@ def connect(settings: ClickHouseSettings, *, readonly: bool = False,
                                                chdb_options={"config-file": str(config)},
                                                settings=client_settings)
     else:
-        parsed = urlparse(settings.dsn)
+        parsed = urlparse(settings.reader_dsn if readonly and settings.reader_dsn else settings.dsn)
         client = clickhouse_connect.get_client(
             host=parsed.hostname or "localhost", port=parsed.port or 8123,
             username=parsed.username or "default", password=parsed.password or "",
