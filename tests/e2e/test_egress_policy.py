@@ -7,6 +7,9 @@ a secret and an e-mail address in a prompt are found (kind and place), the
 message is kept redacted, and the secret's value appears nowhere in Kafka
 (every topic of the deployment, read raw), ClickHouse (every table, every
 column) or any process's log.
+
+Part of the contract suite: on the embedded tansu broker and on Apache Kafka
+(``backend``, tests/backends.py); on Kafka the raw read covers faust's changelogs too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from meterline.schemas import Topics
+from tests.backends import Backend
 from tests.harness import TEST_BODY_KEY, Pipeline, unique_prefix, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
@@ -43,10 +47,11 @@ EGRESS = {
 
 
 @pytest.fixture
-def audited(tmp_path: Path, broker: str, simulator: str,
+def audited(tmp_path: Path, backend: Backend, simulator: str,
             monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
     monkeypatch.setenv("METERLINE_EGRESS__BODY_KEY", TEST_BODY_KEY)
-    running = Pipeline(tmp_path, broker, simulator, extra_config={"egress": EGRESS}).start()
+    running = Pipeline(tmp_path, backend.bootstrap_servers, simulator,
+                       extra_config={"egress": EGRESS}, embedded=backend.embedded).start()
     yield running
     running.stop()
 
@@ -68,8 +73,9 @@ def _openai(pipeline: Pipeline, key: str, repo: str, text: str) -> httpx.Respons
 
 
 def test_audit_mode_records_breaches_and_findings_and_no_secret_leaks(
-        audited: Pipeline, broker: str) -> None:
-    pipeline = audited
+        audited: Pipeline, backend: Backend) -> None:
+    pipeline, broker = audited, backend.bootstrap_servers
+    started = time.monotonic()
     key = pipeline.mint_key("bob", "payments")
     leaky = (f"Deploy fails. My ~/.aws/credentials:\naws_access_key_id = \"{AWS_KEY}\"\n"
              f"aws_secret_access_key = \"{AWS_SECRET}\"\nPing {EMAIL} if stuck.")
@@ -118,6 +124,8 @@ def test_audit_mode_records_breaches_and_findings_and_no_secret_leaks(
     breach_details = [json.loads(d) for k, d in anomalies if k == "policy_breach"]
     assert breach_details[0]["evidence"]["request_id"] == ids["breach"]
 
+    print(f"\negress scan on {backend.kind}: three calls audited, findings and anomalies "
+          f"stored {time.monotonic() - started:.1f}s after the first call")
     _assert_nowhere(pipeline, broker)
 
 
