@@ -119,7 +119,8 @@ class AlertLedger:
             now = self._client.query("SELECT now64(6, 'UTC')").result_rows[0][0]
             rows = self._client.query(
                 f"SELECT alert_key, claimant, state, recorded_at FROM {self._table} "
-                f"WHERE alert_key IN %(keys)s", parameters={"keys": list(keys)}).result_rows
+                "WHERE alert_key IN {keys:Array(String)}",
+                parameters={"keys": list(keys)}).result_rows
         by_key: dict[str, list[tuple[str, str, datetime]]] = {}
         for key, claimant, state, recorded_at in rows:
             by_key.setdefault(key, []).append((claimant, state, recorded_at))

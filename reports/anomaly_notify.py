@@ -142,7 +142,8 @@ class AnomalyNotifier:
             return set()
         with store_errors("reading the anomaly notification ledger"):
             result = self._client.query(
-                f"SELECT anomaly_id, channel FROM {self._table} WHERE anomaly_id IN %(ids)s "
+                f"SELECT anomaly_id, channel FROM {self._table} "
+                "WHERE anomaly_id IN {ids:Array(String)} "
                 "AND state != 'failed'", parameters={"ids": anomaly_ids})
         return {(row[0], row[1]) for row in result.result_rows}
 
@@ -152,9 +153,10 @@ class AnomalyNotifier:
             return False
         with store_errors("reading the anomaly notification ledger"):
             result = self._client.query(
-                f"SELECT count() FROM {self._table} WHERE team = %(team)s AND kind = %(kind)s "
-                "AND entity = %(entity)s AND channel = %(channel)s AND state = 'sent' "
-                "AND abs(toInt64(toUnixTimestamp(window_start)) - %(start)s) < %(cooldown)s",
+                f"SELECT count() FROM {self._table} WHERE team = {{team:String}} "
+                "AND kind = {kind:String} AND entity = {entity:String} "
+                "AND channel = {channel:String} AND state = 'sent' "
+                "AND abs(toInt64(toUnixTimestamp(window_start)) - {start:Int64}) < {cooldown:Int64}",
                 parameters={"team": anomaly.team, "kind": anomaly.kind,
                             "entity": _entity(anomaly), "channel": channel,
                             "start": int(anomaly.window_start.timestamp()),

@@ -70,7 +70,7 @@ class RunLedger:
 
     def runs(self, report: str, period: str | None = None) -> list[RunRecord]:
         """Runs of ``report`` (optionally one period), oldest first, each in its last state."""
-        where = "report = %(report)s" + (" AND period = %(period)s" if period else "")
+        where = "report = {report:String}" + (" AND period = {period:String}" if period else "")
         with store_errors("reading the report-run ledger"):
             rows = self._client.query(
                 f"SELECT run_id, report, period, started_at, finished_at, status, total_usd, "

@@ -95,7 +95,7 @@ def fetch_lines(client: Any, database: str, window: Window) -> list[Line]:
                sum(cache_read_tokens), sum(cache_write_tokens), sum(reasoning_tokens),
                sum(cost_usd)
         FROM {database}.spend_hourly
-        WHERE hour >= toDateTime(%(start)s, 'UTC') AND hour < toDateTime(%(end)s, 'UTC')
+        WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY team, cost_centre, attributed, provider, model, user, repo, tool, unpriced"""
     with store_errors("reading the chargeback lines"):
         rows = client.query(sql, parameters=_bounds(window)).result_rows
@@ -110,9 +110,9 @@ def fetch_daily(client: Any, database: str, window: Window) -> list[DailySpend]:
     """Spend per team (unattributed teams folded into one) per local day."""
     sql = f"""
         SELECT attributed, if(attributed, team, '') AS bucket,
-               toDate(hour, %(zone)s) AS day, sum(requests), sum(cost_usd)
+               toDate(hour, {{zone:String}}) AS day, sum(requests), sum(cost_usd)
         FROM {database}.spend_hourly
-        WHERE hour >= toDateTime(%(start)s, 'UTC') AND hour < toDateTime(%(end)s, 'UTC')
+        WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY attributed, bucket, day"""
     with store_errors("reading the chargeback daily spend"):
         rows = client.query(sql, parameters={**_bounds(window), "zone": window.timezone}
@@ -126,7 +126,7 @@ def fetch_team_totals(client: Any, database: str,
     sql = f"""
         SELECT attributed, if(attributed, team, '') AS bucket, sum(cost_usd)
         FROM {database}.spend_hourly
-        WHERE hour >= toDateTime(%(start)s, 'UTC') AND hour < toDateTime(%(end)s, 'UTC')
+        WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY attributed, bucket"""
     with store_errors("reading the previous month's team totals"):
         rows = client.query(sql, parameters=_bounds(window)).result_rows
@@ -145,8 +145,8 @@ def ledger_totals(client: Any, database: str, window: Window) -> LedgerTotals:
     sql = f"""
         SELECT sum(cost_usd), count()
         FROM {database}.events FINAL
-        WHERE received_at >= toDateTime64(%(start)s, 6, 'UTC')
-          AND received_at < toDateTime64(%(end)s, 6, 'UTC')"""
+        WHERE received_at >= toDateTime64({{start:String}}, 6, 'UTC')
+          AND received_at < toDateTime64({{end:String}}, 6, 'UTC')"""
     with store_errors("reconciling against the events ledger"):
         row = client.query(sql, parameters=_bounds(window)).result_rows[0]
     return LedgerTotals(exact(row[0]), int(row[1]))

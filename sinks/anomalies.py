@@ -98,7 +98,8 @@ class AnomalyWriter:
             return set()
         with store_errors("looking up stored anomaly ids"):
             result = self._client.query(
-                f"SELECT DISTINCT anomaly_id FROM {self._table} WHERE anomaly_id IN %(ids)s",
+                f"SELECT DISTINCT anomaly_id FROM {self._table} "
+                "WHERE anomaly_id IN {ids:Array(String)}",
                 parameters={"ids": list(anomaly_ids)})
         return {row[0] for row in result.result_rows}
 

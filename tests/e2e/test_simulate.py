@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from meterline.simulator.organisation import Organisation
-from tests.harness import REPO_ROOT, Pipeline, wait_until
+from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -19,7 +20,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.store]
 def _simulate(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "meterline.cli.main", "--config",
                            str(pipeline.config), "simulate", *args],
-                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=True)
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=300, check=True,
+                          env={**os.environ, **STORE_TOKEN_ENV})
 
 
 def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeline) -> None:

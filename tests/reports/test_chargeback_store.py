@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meterline.embedded import free_port, wait_for_port
-from tests.harness import REPO_ROOT, Role, unique_prefix, write_config
+from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Role, unique_prefix, write_config
 
 pytestmark = [pytest.mark.store, pytest.mark.e2e]
 
@@ -27,7 +28,8 @@ def test_the_cli_runs_the_chargeback_inside_a_running_store(broker: str, tmp_pat
         result = subprocess.run(
             [sys.executable, "-m", "meterline.cli.main", "--config", str(config), "report",
              "chargeback", "--month", "2026-10", "--no-deliver"],
-            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+            capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+            env={**os.environ, **STORE_TOKEN_ENV})
         assert result.returncode == 0, result.stderr + store.log()[-3000:]
         assert "in the store" in result.stdout and "0 requests" in result.stdout
         csv_path = tmp_path / "reports" / "chargeback" / "2026-10" / "chargeback-2026-10.csv"
