@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import http.cookiejar
+import re
 import shutil
 import statistics
 import sys
@@ -31,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import uvicorn
+from pydantic import SecretStr
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -42,7 +44,8 @@ from meterline.embedded import free_port, wait_for_port  # noqa: E402
 from meterline.ingest.auth import hash_key, key_id_for  # noqa: E402
 from meterline.ingest.ui import create_ui_app  # noqa: E402
 from meterline.schemas import ClickHouseSettings, Settings  # noqa: E402
-from meterline.sinks import QueryServer, connect, migrate  # noqa: E402
+from meterline.schemas.store_auth import new_token  # noqa: E402
+from meterline.sinks import QueryServer, StoreAccess, connect, migrate  # noqa: E402
 
 ADMIN_KEY = "ml-bench-admin-key-not-a-secret"
 
@@ -82,7 +85,11 @@ def main() -> int:
     client.command(f"OPTIMIZE TABLE {DATABASE}.spend_hourly FINAL")
     rollup_rows = client.query(f"SELECT count() FROM {DATABASE}.spend_hourly").result_rows[0][0]
 
-    queries = QueryServer(connect(chdb, readonly=True, database=DATABASE), "127.0.0.1", 0)
+    token = new_token()
+    queries = QueryServer(connect(chdb, readonly=True, database=DATABASE), "127.0.0.1", 0,
+                          access=StoreAccess(read_token=token, operator_token=new_token()))
+    settings = settings.model_copy(update={"store": settings.store.model_copy(
+        update={"read_token": SecretStr(token)})})
     queries.start()
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_ui_app(settings, queries.url), host="127.0.0.1",
@@ -91,7 +98,11 @@ def main() -> int:
     wait_for_port("127.0.0.1", port, 15)
     base = f"http://127.0.0.1:{port}"
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-    opener.open(base + "/ui/login", data=urllib.parse.urlencode({"key": ADMIN_KEY}).encode())
+    form = opener.open(base + "/ui/login").read().decode()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert csrf is not None, "the login form carries a CSRF token"
+    opener.open(base + "/ui/login", data=urllib.parse.urlencode(
+        {"key": ADMIN_KEY, "csrf": csrf.group(1)}).encode())
 
     results: list[tuple[str, list[float], int]] = []
     for name, target in pages(TEAMS[0]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -13,7 +14,13 @@ import pytest
 import yaml
 
 from meterline.sinks import remote_job
-from tests.harness import REPO_ROOT, TEST_STORE_OPERATOR_TOKEN, Pipeline, wait_until
+from tests.harness import (
+    REPO_ROOT,
+    STORE_TOKEN_ENV,
+    TEST_STORE_OPERATOR_TOKEN,
+    Pipeline,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -23,7 +30,8 @@ def reprice(pipeline: Pipeline) -> dict[str, object]:
         [sys.executable, "-m", "meterline.cli.main", "--config", str(pipeline.config), "reprice",
          "--from", str(date.today() - timedelta(days=1)),
          "--to", str(date.today() + timedelta(days=2)), "--store", pipeline.store_url],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=120,
+        env={**os.environ, **STORE_TOKEN_ENV})
     assert result.returncode == 0, result.stderr
     parsed: dict[str, object] = orjson.loads(result.stdout.strip().splitlines()[-1])
     return parsed
