@@ -199,6 +199,9 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
     _wait_ready(supervisor, store, store_url + "/healthz", 60)
     print_(f"store       {store_url} (read-only SQL for `meterline sql`; "
            f"ClickHouse {settings.clickhouse.dsn})")
+    if settings.store.read_token is None or settings.store.operator_token is None:
+        print_(f"credentials {Path(settings.data_dir) / 'store'}/{{read,operator}}.token "
+               "(this run's store tokens, 0600; docs/security.md)")
     supervisor.start("worker", role_argv("worker"))
     print_("processors  faust worker: envelopes → priced events")
     if settings.anomalies.enabled or settings.egress.sensitive.mode != "off":
