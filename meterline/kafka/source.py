@@ -25,6 +25,7 @@ audit sinks and the enrichment worker share. Its contract:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -114,7 +115,10 @@ class TopicSource:
     def batch(self, stop: threading.Event) -> list[Any]:
         """Up to ``limits.max_batch_size`` messages, or what arrives in ``limits.max_batch_time_s``.
 
-        Consume errors other than end-of-partition are logged and skipped.
+        Consume errors other than end-of-partition are logged and skipped. A
+        fatal one (librdkafka's consumer is then unusable: on Apache Kafka, a
+        static member fenced after an outage, ``FENCED_INSTANCE_ID``) drops the
+        batch, uncommitted, and opens a new consumer, which re-reads it.
         """
         batch: list[Any] = []
         deadline = time.monotonic() + self._limits.max_batch_time_s
@@ -122,14 +126,34 @@ class TopicSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            for message in self._consumer.consume(self._limits.max_batch_size - len(batch),
-                                                  timeout=min(remaining, 0.1)):
+            try:
+                messages = self._consumer.consume(self._limits.max_batch_size - len(batch),
+                                                  timeout=min(remaining, 0.1))
+            except KafkaException as exc:
+                if not (exc.args and isinstance(exc.args[0], KafkaError) and _fatal(exc.args[0])):
+                    raise
+                self._reopen(str(exc.args[0]))
+                return []
+            for message in messages:
                 error = message.error()
                 if error is None:
                     batch.append(message)
+                elif _fatal(error):
+                    self._reopen(str(error))
+                    return []
                 elif error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s consume error: %s", self._name, error)
         return batch
+
+    def _reopen(self, reason: str) -> None:
+        """Replace a consumer that librdkafka declared unusable; commits nothing."""
+        log.error("%s: fatal consumer error (%s); opening a new consumer, which resumes from "
+                  "the committed offsets", self._name, reason)
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._consumer.close()
+        self._consumer = self._new_consumer()
+        self.restarts += 1
+        self.open()
 
     def commit(self, batch: list[Any]) -> None:
         """Commit past ``batch`` (stored), or start over if the topic was re-created."""
@@ -162,3 +186,9 @@ class TopicSource:
         self._consumer = self._new_consumer()
         self.restarts += 1
         self.open()
+
+
+def _fatal(error: KafkaError) -> bool:
+    """librdkafka reports a fatal consumer error as ``_FATAL`` on the message, not always
+    with ``fatal()`` set."""
+    return bool(error.fatal() or error.code() == KafkaError._FATAL)

@@ -58,8 +58,6 @@ OUTAGE_S = 8.0
 #: worker's batch with the lost assignment's blank member id; Kafka answers
 #: FENCED_INSTANCE_ID, which librdkafka makes a fatal consumer error, and
 #: ``meterline.kafka.TopicSource.batch`` only logs it: the worker lives on, consuming nothing.
-KAFKA_FENCED_DEFECT = ("a static member's fatal FENCED_INSTANCE_ID after the outage leaves "
-                       "the worker's TopicSource consumer dead (issue 17)")
 #: (path, body, (surface, stream) as the events table records them)
 CALLS: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
     ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
@@ -200,11 +198,8 @@ def bounced_pipeline(tmp_path: Path, own_backend: OwnBackend,
 
 
 def test_broker_restart_mid_traffic_every_call_answered_and_stored_once(
-        bounced_pipeline: Pipeline, own_backend: OwnBackend, request: pytest.FixtureRequest
-) -> None:
+        bounced_pipeline: Pipeline, own_backend: OwnBackend) -> None:
     pipeline, broker = bounced_pipeline, own_backend.broker
-    if own_backend.kind == "kafka":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=KAFKA_FENCED_DEFECT))
     key = pipeline.mint_key("alice", "platform", repo="acme/api")
     ids_before = topic_ids(broker.bootstrap_servers, pipeline.prefix)
     with Traffic(pipeline.gateway_url, key) as traffic:
