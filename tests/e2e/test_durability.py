@@ -54,10 +54,6 @@ FAST_SEGMENTS = {"gateway": {"spool_segment_max_age_s": 1.0}}
 DRAIN_TIMEOUT_S = 90
 #: Longer than the consumers' session timeout (6 s): their sessions lapse, as in a real outage.
 OUTAGE_S = 8.0
-#: Issue 17: after an outage longer than the session, librdkafka (2.16) commits the
-#: worker's batch with the lost assignment's blank member id; Kafka answers
-#: FENCED_INSTANCE_ID, which librdkafka makes a fatal consumer error, and
-#: ``meterline.kafka.TopicSource.batch`` only logs it: the worker lives on, consuming nothing.
 #: (path, body, (surface, stream) as the events table records them)
 CALLS: list[tuple[str, dict[str, Any], tuple[str, str]]] = [
     ("/v1/chat/completions", {"model": "gpt-4o-mini", "messages": [
