@@ -104,9 +104,9 @@ def read_drivers(client: Any, database: str, window: SpendWindow, scope: Scope, 
     with store_errors("reading spend drivers"):
         result = client.query(
             f"SELECT dimension, name, usd FROM ({' UNION ALL '.join(parts)}) "
-            f"WHERE usd > 0 ORDER BY dimension, usd DESC, name LIMIT {int(limit)} BY dimension",
+            "WHERE usd > 0 ORDER BY dimension, usd DESC, name LIMIT {limit:UInt32} BY dimension",
             parameters={"subject": subject, "start": _ts(window.start),
-                        "upper": _ts(window.upper)})
+                        "upper": _ts(window.upper), "limit": limit})
     drivers = [Driver(dimension, name, Decimal(usd)) for dimension, name, usd in result.result_rows]
     order = {dimension: index for index, dimension in enumerate(DRIVER_DIMENSIONS)}
     return sorted(drivers, key=lambda driver: (order[driver.dimension], -driver.cost_usd))
