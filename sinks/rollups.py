@@ -155,7 +155,8 @@ def repair_recent(client: Any, database: str, lookback_s: float = 600.0) -> int:
         result = client.query(
             f"SELECT min(received_at), max(received_at), count() FROM {database}.events "
             f"WHERE inserted_at >= (SELECT max(inserted_at) FROM {database}.events) "
-            f"- toIntervalMillisecond({int(lookback_s * 1000)})")
+            "- toIntervalMillisecond({lookback_ms:UInt64})",
+            parameters={"lookback_ms": int(lookback_s * 1000)})
     first, last, count = result.result_rows[0]
     if not count:
         return 0
