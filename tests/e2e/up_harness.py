@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from meterline.embedded import free_port
-from tests.harness import REPO_ROOT, TEST_BODY_KEY, Pipeline, wait_until
+from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, TEST_BODY_KEY, Pipeline, wait_until
 
 #: How long a role restarted by ``up`` may take to serve again (store: migrations and
 #: chdb start; processors: the group join on tansu).
@@ -42,7 +42,8 @@ class UpRun(Pipeline):
         return self.workdir / "data" / "run" / "roles.json"
 
     def start(self) -> UpRun:
-        env = {**os.environ, "METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY}
+        # configured tokens: up then uses them instead of generating its own
+        env = {**os.environ, "METERLINE_EGRESS__BODY_KEY": TEST_BODY_KEY, **STORE_TOKEN_ENV}
         started = time.monotonic()
         with open(self.output_path, "ab") as output:
             self.process = subprocess.Popen(
