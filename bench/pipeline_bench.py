@@ -173,7 +173,11 @@ def run(args: argparse.Namespace) -> None:
                                  "anomalies": {"enabled": args.anomalies}})
     store_url = f"http://127.0.0.1:{store_port}"
     roles = [Role("store", config, workdir).start()]
-    roles += [Role("worker", config, workdir).start() for _ in range(args.workers)]
+    # Each worker its own static member id on Apache Kafka (two on one host would fence
+    # each other); the embedded broker ignores it.
+    roles += [Role("worker", config, workdir, name=f"worker-{i + 1}",
+                   env={"METERLINE_KAFKA__GROUP_INSTANCE_ID": f"bench-worker-{i + 1}"}).start()
+              for i in range(args.workers)]
     source = EnvelopeSource(bootstrap, topics.envelopes)
     try:
         print(f"workdir {workdir}; waiting for the store and the worker's group join ...",

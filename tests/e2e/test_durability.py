@@ -3,8 +3,9 @@
 - A broker restart mid-traffic, on both brokers (the contract suite,
   tests/backends.py): the embedded tansu keeps topics and consumer groups in
   memory only, so stopping it loses everything it held and the gateway's spool
-  replays; Apache Kafka comes back with its log (same topic ids, same committed
-  offsets), so nothing held in the broker is lost. Calls keep flowing
+  replays; Apache Kafka comes back with its log (same topic ids, every envelope
+  it held still there), so nothing held in the broker is lost. The gateway still
+  replays on both: what it produced during the outage never reached the broker. Calls keep flowing
   throughout; afterwards every call was answered 200 with a correct body, and
   ClickHouse holds exactly the request ids served, each once.
 - A gateway SIGKILLed while envelopes sit in its spool (it cannot reach the
@@ -27,6 +28,7 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -184,6 +186,21 @@ def topic_ids(bootstrap: str, prefix: str) -> dict[str, str | None]:
     return {topic: topic_identity(admin, topic, 10) for topic in Topics(prefix).all()}
 
 
+def envelopes_held(bootstrap: str, prefix: str) -> int:
+    """Envelopes the broker's log holds: the envelopes topic's high watermarks, summed;
+    -1 while a partition has no leader yet (a broker that has just started)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-probe",
+                         "log_level": 0})
+    try:
+        topic = Topics(prefix).envelopes
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                   for p in range(2))
+    except KafkaException:
+        return -1
+    finally:
+        consumer.close()
+
+
 @pytest.fixture
 def bounced_pipeline(tmp_path: Path, own_backend: OwnBackend,
                      simulator: str) -> Iterator[Pipeline]:
@@ -201,6 +218,7 @@ def test_broker_restart_mid_traffic_every_call_answered_and_stored_once(
     with Traffic(pipeline.gateway_url, key) as traffic:
         wait_until(lambda: stored(pipeline) > 0, 120, 0.5, message="first rows stored")
 
+        held_before = envelopes_held(broker.bootstrap_servers, pipeline.prefix)
         broker.stop()  # tansu: topics, offsets and groups are gone; Kafka: all kept on disk
         stopped_at, outage_from = time.monotonic(), traffic.count()
         wait_until(lambda: traffic.count() >= outage_from + 300, 60, 0.2,
@@ -212,8 +230,11 @@ def test_broker_restart_mid_traffic_every_call_answered_and_stored_once(
 
         broker.start()
         returned_at = time.monotonic()
-        if own_backend.keeps_data:
+        if own_backend.keeps_data:  # nothing lost in the broker: same topics, same log
             assert topic_ids(broker.bootstrap_servers, pipeline.prefix) == ids_before
+            assert held_before > 0
+            wait_until(lambda: envelopes_held(broker.bootstrap_servers, pipeline.prefix)
+                       >= held_before, 30, 0.2, message="the envelopes held before the stop")
         else:
             create_topics(broker.bootstrap_servers, Topics(pipeline.prefix).all(), partitions=2)
         during_outage = traffic.count() - outage_from
