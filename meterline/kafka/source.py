@@ -134,14 +134,18 @@ class TopicSource:
                     raise
                 self._reopen(str(exc.args[0]))
                 return []
+            good = [message for message in messages if message.error() is None]
+            batch += good
+            if len(good) == len(messages):
+                continue  # the usual case: one pass, no per-message branches
             for message in messages:
                 error = message.error()
                 if error is None:
-                    batch.append(message)
-                elif _fatal(error):
+                    continue
+                if _fatal(error):
                     self._reopen(str(error))
                     return []
-                elif error.code() != KafkaError._PARTITION_EOF:
+                if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("%s consume error: %s", self._name, error)
         return batch
 
