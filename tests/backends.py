@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from meterline.embedded import free_port
+from meterline.embedded import free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_LOCAL = REPO_ROOT / "deploy" / "kafka" / "kafka-local"
@@ -122,12 +122,7 @@ class LocalKafka:
     def stop(self, timeout_s: float = 30) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, timeout_s)
         self._process = None
 
     def log(self) -> str:

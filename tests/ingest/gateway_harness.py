@@ -11,6 +11,7 @@ wait) and finds envelopes by the request id the gateway returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from meterline.embedded import create_topics
 from meterline.ingest import create_app, hash_key
 from meterline.ingest.auth import key_id_for
 from meterline.schemas import Envelope, KeySettings, Settings, Topics
+from meterline.simulator import create_provider_app
 from tests.harness import ThreadedServer, unique_prefix
 
 PROVIDER_KEY = "sk-upstream-secret-0123456789"
@@ -48,6 +50,14 @@ class KeyedUpstream:
     def last_headers(self) -> dict[str, str]:
         headers: dict[str, str] = self.app.state.last_headers
         return headers
+
+
+def running_keyed_upstream() -> Iterator[KeyedUpstream]:
+    """A simulated provider that refuses any key but ``PROVIDER_KEY``, while the generator runs."""
+    app = create_provider_app(api_key=PROVIDER_KEY)
+    server = ThreadedServer(app).start()
+    yield KeyedUpstream(server.url, app)
+    server.stop()
 
 
 class EnvelopeReader:

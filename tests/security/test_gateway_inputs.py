@@ -18,9 +18,13 @@ import httpx
 import orjson
 import pytest
 
-from meterline.simulator import create_provider_app
-from tests.harness import ThreadedServer
-from tests.ingest.gateway_harness import ALICE_KEY, PROVIDER_KEY, GatewayUnderTest, KeyedUpstream
+from tests.ingest.gateway_harness import (
+    ALICE_KEY,
+    PROVIDER_KEY,
+    GatewayUnderTest,
+    KeyedUpstream,
+    running_keyed_upstream,
+)
 
 LIMIT = 64 * 1024
 TIMEOUT_S = 1.0
@@ -33,10 +37,7 @@ MESSAGE = {"model": "claude-haiku-4-5", "max_tokens": 16,
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[KeyedUpstream]:
-    app = create_provider_app(api_key=PROVIDER_KEY)
-    server = ThreadedServer(app).start()
-    yield KeyedUpstream(server.url, app)
-    server.stop()
+    yield from running_keyed_upstream()
 
 
 @pytest.fixture(scope="module")
