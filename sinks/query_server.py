@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
+import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -68,13 +69,24 @@ class LimitExceeded(QueryError):
 class QueryServer:
     """A threaded HTTP server answering authenticated queries and jobs.
 
-    ``client`` is the read-only client (``connect(readonly=True, limits=...)``):
-    queries on it are serialised by clickhouse-connect's per-client lock.
+    ``client`` is the read-only client (``connect(readonly=True, limits=...)``).
+    Queries on it run one at a time (``_lock``), gate and query together, and
+    after any failure the client is drained before the next caller's query:
+
+    chdb hands what a failed query had already streamed to the *next* query
+    on the same client, prepended to that query's own result. Measured: after
+    a ``max_result_bytes`` refusal, ``SELECT 42`` answered 100,002 bytes of
+    the refused result followed by ``42``. Without the drain, one caller's
+    over-limit result would be served as the next caller's answer.
+    ``_drain`` runs ``SELECT <random sentinel>`` until the answer is exactly
+    the sentinel; until it is, every query is refused.
     """
 
     def __init__(self, client: Any, host: str, port: int, *, access: StoreAccess,
                  jobs: JobRegistry | None = None, max_sql_bytes: int = MAX_SQL_BYTES) -> None:
         self._client = client
+        self._lock = threading.Lock()
+        self._dirty = False
         self.jobs = jobs or JobRegistry()
         self.access = access
         self.max_sql_bytes = max_sql_bytes
@@ -204,16 +216,44 @@ class QueryServer:
 
     def run(self, sql: str, fmt: str, parameters: dict[str, str] | None = None) -> bytes:
         """The result of ``sql`` rendered as ``fmt``: ``SqlRefused``, ``QueryError``."""
-        try:
-            statement = checked_sql(self._client, sql, parameters)
-            data: bytes = self._client.raw_query(statement, parameters=parameters or {}, fmt=fmt)
-        except ClickHouseError as exc:
-            message = str(exc)
-            for code, why in _LIMITS.items():
-                if f"Code: {code}." in message:
-                    raise LimitExceeded(f"refused: {why}. ClickHouse said: {message}") from exc
-            raise QueryError(message) from exc
-        return data
+        with self._lock:
+            if self._dirty and not self._drain():
+                raise QueryError("the store's reader could not be reset after a failed query; "
+                                 "try again")
+            try:
+                statement = checked_sql(self._client, sql, parameters)
+                data: bytes = self._client.raw_query(statement, parameters=parameters or {},
+                                                     fmt=fmt)
+                return data
+            except ClickHouseError as exc:
+                self._dirty = True
+                self._drain()
+                message = str(exc)
+                for code, why in _LIMITS.items():
+                    if f"Code: {code}." in message:
+                        raise LimitExceeded(f"refused: {why}. ClickHouse said: {message}") from exc
+                raise QueryError(message) from exc
+
+    def _drain(self, attempts: int = 3) -> bool:
+        """Read out what a failed query left on the client (see the class docstring).
+
+        True once a sentinel query answers exactly its sentinel: the client is clean.
+        """
+        sentinel = secrets.token_hex(16)
+        for _ in range(attempts):
+            try:
+                answer = self._client.raw_query("SELECT {sentinel:String}",
+                                                parameters={"sentinel": sentinel},
+                                                fmt="TabSeparated")
+            except ClickHouseError as exc:
+                log.warning("draining the store's reader failed: %s", exc)
+                continue
+            if answer == f"{sentinel}\n".encode():
+                self._dirty = False
+                return True
+        log.error("the store's reader still returns a failed query's leftovers after %d "
+                  "drains; queries are refused until it is clean", attempts)
+        return False
 
     def start(self) -> None:
         self._thread.start()

@@ -154,6 +154,17 @@ def test_limits_refuse_cleanly_with_the_setting_to_change(store: Store) -> None:
         query(store, "SELECT count() FROM numbers(1000000000000)")
 
 
+def test_a_refused_result_never_reaches_the_next_caller(store: Store) -> None:
+    """chdb keeps what an over-limit query streamed and prepends it to the next answer;
+    the store drains it, so the next query answers only itself."""
+    wide = "SELECT repeat('x', 50000) FROM numbers(2)"
+    for _ in range(3):
+        with pytest.raises(QueryError, match=r"store\.max_result_bytes"):
+            query(store, f"{wide} UNION ALL {wide}")
+        assert query(store, "SELECT 42") == "42\n"
+        assert query(store, "SELECT {v:String}", v="mine") == "mine\n"
+
+
 def test_values_are_bound_never_spliced(store: Store) -> None:
     hostile = "x' OR 1=1) UNION ALL SELECT file('/etc/passwd') --\\"
     assert query(store, "SELECT {v:String} = 'x', length({v:String})", v=hostile) == (
