@@ -16,6 +16,7 @@ line as the reason (never silently: ``-ra`` lists it).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass
@@ -73,6 +74,11 @@ def wait_for_kafka(bootstrap_servers: str, timeout_s: float) -> float:
     raise TimeoutError(f"Kafka at {bootstrap_servers} did not answer in {timeout_s}s ({last!r})")
 
 
+#: The test broker's SASL credentials (test values, not secrets).
+SASL_USER = "meterline"
+SASL_PASSWORD = "test-sasl-password-0123456789"
+
+
 class LocalKafka:
     """One Apache Kafka broker (``kafka-local start``) on fixed loopback ports.
 
@@ -87,6 +93,9 @@ class LocalKafka:
         self.workdir = workdir
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
+        #: A SASL_PLAINTEXT listener too (SCRAM-SHA-512 and PLAIN, ``SASL_USER``), so the
+        #: suite can show every client reaching a broker that asks for credentials.
+        self.sasl_port = free_port()
         self.log_path = workdir / "kafka.log"
         self.started_in_s = 0.0
         self._process: subprocess.Popen[bytes] | None = None
@@ -95,14 +104,21 @@ class LocalKafka:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.sasl_port}"
+
     def start(self, timeout_s: float = 90) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 [str(KAFKA_LOCAL), "start", "--dir", str(self.workdir), "--port", str(self.port),
-                 "--controller-port", str(self.controller_port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                 "--controller-port", str(self.controller_port),
+                 "--sasl-port", str(self.sasl_port)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "KAFKA_LOCAL_SASL_USER": SASL_USER,
+                     "KAFKA_LOCAL_SASL_PASSWORD": SASL_PASSWORD})
         try:
             deadline = started + timeout_s
             while self._process.poll() is None and time.monotonic() < deadline:
