@@ -38,6 +38,7 @@ from .envelope import (
 )
 from .event import COST_SCALE, EVENT_SCHEMA_VERSION, Event, PriceSource
 from .ids import new_request_id, request_id_time
+from .kafka_settings import KafkaSettings
 from .settings import (
     AnomalySettings,
     AnomalyThresholds,
@@ -45,7 +46,6 @@ from .settings import (
     BudgetSettings,
     ClickHouseSettings,
     GatewaySettings,
-    KafkaSettings,
     KeySettings,
     ModelRoute,
     PriceOverride,
