@@ -22,8 +22,8 @@ from .egress import register_scan_agent
 
 log = logging.getLogger(__name__)
 
+#: Records per poll and per commit for the detectors' app.
 BATCH_SIZE = 5000
-BATCH_WITHIN_S = 0.1
 
 
 def detector_app_id(settings: Settings) -> str:

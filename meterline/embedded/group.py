@@ -1,6 +1,8 @@
-"""Join the processors' consumer group only after a dead predecessor has left it.
+"""Join a faust app's consumer group only after a dead predecessor has left it.
 
-Why: when a worker is killed (SIGKILL, OOM, power), its member stays in the
+The one faust app left is the detectors' (the enrichment worker is a
+librdkafka loop, ``processors.worker``, which rejoins without this). Why:
+when a faust worker is killed (SIGKILL, OOM, power), its member stays in the
 consumer group until its session times out. A new worker that joins inside
 that window is assigned partitions, starts fetching, and is then rebalanced a
 second time when the dead member expires. faust's fetcher can carry records
@@ -38,7 +40,7 @@ _SETTLED = {ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD}
 
 def group_state(kafka: KafkaSettings, group_id: str, timeout_s: float = 10.0) -> ConsumerGroupState:
     """The group's state as the broker reports it (``UNKNOWN`` if it cannot tell)."""
-    admin = KafkaClients(kafka, role="worker").admin()
+    admin = KafkaClients(kafka, role="detector").admin()
     try:
         description = admin.describe_consumer_groups([group_id])[group_id].result(timeout_s)
     except KafkaException as exc:

@@ -153,11 +153,7 @@ class TopicSource:
         """Replace a consumer that librdkafka declared unusable; commits nothing."""
         log.error("%s: fatal consumer error (%s); opening a new consumer, which resumes from "
                   "the committed offsets", self._name, reason)
-        with contextlib.suppress(KafkaException, RuntimeError):
-            self._consumer.close()
-        self._consumer = self._new_consumer()
-        self.restarts += 1
-        self.open()
+        self._replace_consumer()
 
     def commit(self, batch: list[Any]) -> None:
         """Commit past ``batch`` (stored), or start over if the topic was re-created."""
@@ -185,8 +181,13 @@ class TopicSource:
     def _start_over(self) -> None:
         log.error("%s: %s was re-created; reading it again from its start, committing nothing "
                   "from the old log", self._name, self._topic)
-        self._consumer.close()
         self._incarnations = TopicIncarnations(self._kafka)
+        self._replace_consumer()
+
+    def _replace_consumer(self) -> None:
+        """Close the consumer (an error closing a broken one changes nothing) and open anew."""
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._consumer.close()
         self._consumer = self._new_consumer()
         self.restarts += 1
         self.open()
