@@ -21,6 +21,10 @@ the broker is not a durable copy (tansu keeps topics in memory only).
   a bad tail is moved aside (``segment.quarantine``), start-up never fails on
   a damaged file. A lock file keeps a second process off the same directory.
 
+The index of outstanding records is compact (``ingest.spool_index``): about
+25 bytes an envelope once its segment is sealed, so a long store outage
+costs disk, not memory.
+
 Locks: ``_lock`` guards the in-memory index and is held only for dict and
 ``write`` work. ``_io_lock`` serialises fsync, reads and closing descriptors,
 so a descriptor is never closed (and its number reused) under a read or fsync.
@@ -28,6 +32,7 @@ so a descriptor is never closed (and its number reused) under a read or fsync.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import logging
 import os
@@ -38,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import segment as fmt
+from .spool_index import SealedRanges, SegmentIndex
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +74,15 @@ class _Segment:
     path: Path
     fd: int
     opened_at: float
+    index: SegmentIndex
     size: int = 0
     synced_size: int = 0
     next_seq: int = 0
-    outstanding: int = 0
     last_time_ms: int = 0
+
+    @property
+    def outstanding(self) -> int:
+        return self.index.outstanding
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +117,9 @@ class Spool:
         self._io_lock = threading.Lock()
         self._segments: dict[int, _Segment] = {}
         self._active: _Segment | None = None
-        #: seq -> (segment first seq, offset, frame size, request id), outstanding only.
-        self._refs: dict[int, tuple[int, int, int, bytes]] = {}
-        self._by_id: dict[bytes, int] = {}
+        self._firsts: list[int] = []  # first seqs of ``_segments``, sorted, for ``read``
+        self._sealed = SealedRanges([])
+        self._depth = 0
         self._next_seq = 1
         self._bytes = 0
         self._max_confirmed_ms = 0
@@ -147,23 +157,37 @@ class Spool:
                 path.unlink()
                 continue
             seg = _Segment(first_seq, path, os.open(path, os.O_RDWR | os.O_APPEND),
-                           time.monotonic(), size=result.good_bytes,
+                           time.monotonic(), SegmentIndex(first_seq), size=result.good_bytes,
                            synced_size=result.good_bytes, next_seq=result.records[-1].seq + 1)
             for record in result.records:
-                self._index(seg, record.seq, record.offset, record.size, record.request_id)
+                self._index(seg, record.offset, record.request_id)
+            seg.index.seal()
             self._segments[first_seq] = seg
             self._bytes += seg.size
             self._next_seq = seg.next_seq
         self._synced_seq = self._next_seq - 1
-        if self._refs:
+        self._reindex()
+        if self._depth:
             log.info("spool %s: recovered %d outstanding envelopes in %d segments",
-                     self.directory, len(self._refs), len(self._segments))
+                     self.directory, self._depth, len(self._segments))
 
-    def _index(self, seg: _Segment, seq: int, offset: int, size: int, request_id: bytes) -> None:
-        self._refs[seq] = (seg.first_seq, offset, size, request_id)
-        self._by_id[request_id] = seq
-        seg.outstanding += 1
+    def _index(self, seg: _Segment, offset: int, request_id: bytes) -> None:
+        seg.index.add(offset, request_id)
+        self._depth += 1
         seg.last_time_ms = max(seg.last_time_ms, id_time_ms(request_id))
+
+    def _reindex(self) -> None:
+        """After segments come or go: the sorted first seqs and the sealed id ranges."""
+        self._firsts = sorted(self._segments)
+        self._sealed = SealedRanges([self._segments[first].index for first in self._firsts
+                                     if self._segments[first].index.sealed])
+
+    def _close_active(self) -> None:
+        """The active segment takes no more appends: seal its index."""
+        if self._active is not None:
+            self._active.index.seal()
+            self._active = None
+            self._reindex()
 
     # -- the request path -------------------------------------------------------------------
 
@@ -175,6 +199,7 @@ class Spool:
                 raise SpoolFull(f"spool at {self._bytes} of {self._max_bytes} bytes")
             seg = self._active
             if seg is None or seg.size >= self._segment_bytes:
+                self._close_active()
                 seg = self._open_segment()
             seq = self._next_seq
             frame = fmt.encode(seq, request_id, payload)
@@ -182,7 +207,7 @@ class Spool:
             if written != size:
                 os.ftruncate(seg.fd, seg.size)  # keep the file framed: drop the torn frame
                 raise OSError(f"short write to {seg.path.name}: {written} of {size} bytes")
-            self._index(seg, seq, seg.size, size, request_id)
+            self._index(seg, seg.size, request_id)
             seg.size += size
             seg.next_seq = self._next_seq = seq + 1
             self._bytes += size
@@ -196,8 +221,10 @@ class Spool:
     def _open_segment(self) -> _Segment:
         path = self.directory / fmt.segment_name(self._next_seq)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        seg = _Segment(self._next_seq, path, fd, time.monotonic(), next_seq=self._next_seq)
+        seg = _Segment(self._next_seq, path, fd, time.monotonic(), SegmentIndex(self._next_seq),
+                       next_seq=self._next_seq)
         self._segments[seg.first_seq] = seg
+        self._firsts.append(seg.first_seq)  # the highest first seq yet
         self._active = seg
         self._dir_dirty = True
         return seg
@@ -207,23 +234,24 @@ class Spool:
     def first_outstanding(self) -> int | None:
         """The lowest seq not yet confirmed, or None when everything is."""
         with self._lock:
-            for seg in self._segments.values():
+            for first in self._firsts:
+                seg = self._segments[first]
                 if seg.outstanding:
-                    return next(s for s in range(seg.first_seq, seg.next_seq) if s in self._refs)
+                    return first + seg.index.outstanding_positions(0, 1)[0]
         return None
 
     def outstanding_from(self, seq: int, limit: int) -> list[int]:
         """Up to ``limit`` outstanding seqs >= ``seq``, in order."""
         found: list[int] = []
         with self._lock:
-            for seg in self._segments.values():
+            for first in self._firsts:
+                seg = self._segments[first]
                 if seg.next_seq <= seq or not seg.outstanding:
                     continue
-                for candidate in range(max(seq, seg.first_seq), seg.next_seq):
-                    if candidate in self._refs:
-                        found.append(candidate)
-                        if len(found) >= limit:
-                            return found
+                positions = seg.index.outstanding_positions(seq - first, limit - len(found))
+                found.extend(first + position for position in positions)
+                if len(found) >= limit:
+                    break
         return found
 
     @property
@@ -234,18 +262,18 @@ class Spool:
         """(request id, payload) of an outstanding record; None once confirmed or bad."""
         with self._io_lock:
             with self._lock:
-                ref = self._refs.get(seq)
-                seg = self._segments.get(ref[0]) if ref else None
-            if ref is None or seg is None:
-                return None
-            _, offset, size, request_id = ref
+                at = bisect.bisect_right(self._firsts, seq) - 1
+                seg = self._segments[self._firsts[at]] if at >= 0 else None
+                if seg is None or not seg.index.is_outstanding(seq - seg.first_seq):
+                    return None
+                offset, size = seg.index.frame(seq - seg.first_seq, seg.size)
             frame = os.pread(seg.fd, size, offset)
         result = fmt.scan(frame, seq)
-        if result.bad_reason:
+        if result.bad_reason or not result.records:
             log.error("spool record seq %d in %s unreadable (%s); skipped", seq, seg.path.name,
                       result.bad_reason)
             return None
-        return request_id, frame[fmt.HEADER_BYTES:]
+        return result.records[0].request_id, frame[fmt.HEADER_BYTES:]
 
     # -- truncation -------------------------------------------------------------------------
 
@@ -257,14 +285,20 @@ class Spool:
             with self._lock:
                 for request_id in ids[start:start + CONFIRM_CHUNK]:
                     self._max_confirmed_ms = max(self._max_confirmed_ms, id_time_ms(request_id))
-                    seq = self._by_id.pop(request_id, None)
-                    if seq is None:
-                        continue
-                    first_seq = self._refs.pop(seq)[0]
-                    self._segments[first_seq].outstanding -= 1
-                    matched += 1
-                    self.confirmed += 1
+                    if self._confirm_one(request_id):
+                        matched += 1
+        self.confirmed += matched
         return matched
+
+    def _confirm_one(self, request_id: bytes) -> bool:
+        """Under ``_lock``: the active segment first (where most confirmations land)."""
+        active = self._active
+        found = active is not None and active.index.confirm(request_id)
+        if not found:
+            found = any(index.confirm(request_id)
+                        for index in self._sealed.candidates(request_id))
+        self._depth -= found
+        return found
 
     def release(self) -> int:
         """Delete fully confirmed closed segments, move stale ones aside; returns how many."""
@@ -276,13 +310,12 @@ class Spool:
                          and s.outstanding and s.last_time_ms + self._grace_ms
                          <= self._max_confirmed_ms]
                 for seg in done + stale:
-                    for seq in range(seg.first_seq, seg.next_seq):
-                        ref = self._refs.pop(seq, None)
-                        if ref is not None:
-                            self._by_id.pop(ref[3], None)
+                    self._depth -= seg.outstanding
                     del self._segments[seg.first_seq]
                     self._bytes -= seg.size
                     os.close(seg.fd)
+                if done or stale:
+                    self._reindex()
                 if self._alarm and self._bytes < self._alarm_bytes:
                     self._alarm = False
                     log.warning("spool alarm cleared: %d bytes used", self._bytes)
@@ -313,7 +346,7 @@ class Spool:
                 active = self._active
                 if (active is not None and active.size
                         and time.monotonic() - active.opened_at >= self._segment_max_age_s):
-                    self._active = None  # closed by age: releasable once confirmed
+                    self._close_active()  # closed by age: releasable once confirmed
                 dirty = [(seg, seg.size) for seg in self._segments.values()
                          if seg.synced_size < seg.size]
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
@@ -337,7 +370,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            return SpoolStats(depth=len(self._refs), bytes=self._bytes, max_bytes=self._max_bytes,
+            return SpoolStats(depth=self._depth, bytes=self._bytes, max_bytes=self._max_bytes,
                               segments=len(self._segments), alarm=self._alarm,
                               appended=self.appended, confirmed=self.confirmed,
                               unsynced=self._next_seq - 1 - self._synced_seq, fsyncs=self.fsyncs,

@@ -178,3 +178,45 @@ def test_group_commit_fsyncs_far_fewer_times_than_appends(tmp_path: Path) -> Non
     assert stats.appended == 2000
     assert 1 <= stats.fsyncs <= 100
     spool.close()
+
+
+def test_the_index_of_unconfirmed_envelopes_is_compact(tmp_path: Path) -> None:
+    """A store outage costs disk, not memory: sealed segments index an envelope in about
+    25 bytes (issue 18: the gateway's RSS bounded through an hour of outage)."""
+    import tracemalloc
+
+    spool = Spool(tmp_path, segment_bytes=64 * 1024, fsync_interval_s=60)
+    ids = [rid() for _ in range(40_000)]
+    tracemalloc.start()
+    before, _ = tracemalloc.get_traced_memory()
+    for request_id in ids:
+        spool.append(request_id, b"x" * 60)
+    after, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    per_envelope = (after - before) / len(ids)
+    assert spool.stats().depth == len(ids)
+    assert per_envelope < 40, f"{per_envelope:.0f} bytes of index per unconfirmed envelope"
+    # confirmations in any order find their sealed segments; every segment is released
+    shuffled = ids[::-1][::2] + ids[::-1][1::2]
+    assert spool.confirm(shuffled) == len(ids)
+    assert spool.confirm(ids[:10]) == 0  # confirmed twice: matches nothing the second time
+    assert spool.stats().depth == 0
+    spool.release()
+    assert len(segments(tmp_path)) == 1  # the active segment only
+    spool.close()
+
+
+def test_replay_reads_only_outstanding_records_across_sealed_segments(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=1000)
+    ids = fill(spool, 40)
+    spool.confirm(ids[1::2])  # every second one stored
+    assert spool.outstanding_from(1, 100) == list(range(1, 41, 2))
+    assert spool.outstanding_from(10, 3) == [11, 13, 15]
+    assert spool.read(2) is None and spool.read(3) == (ids[2], b"000002".ljust(100, b"."))
+    assert spool.read(41) is None and spool.read(0) is None
+    spool.close()
+    reopened = Spool(tmp_path, segment_bytes=1000)  # recovery indexes every record again
+    assert reopened.stats().depth == 40
+    reopened.confirm(ids)
+    assert reopened.stats().depth == 0 and reopened.first_outstanding() is None
+    reopened.close()
