@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import faust
 
@@ -67,7 +68,19 @@ def faust_app(settings: Settings, app_id: str, role: str, web_port: int | None =
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_host="127.0.0.1",
+        loghandlers=[_own_info_lines()],
     )
+
+
+def _own_info_lines() -> logging.Handler:
+    """A handler for this project's INFO lines in a faust process (they are few:
+    assignments, table restores); faust's handler keeps WARNING and up, once."""
+    logging.getLogger("meterline").setLevel(logging.INFO)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(lambda record: (record.levelno < logging.WARNING
+                                      and record.name.startswith("meterline")))
+    return handler
 
 
 def create_detector_app(settings: Settings, *, web_port: int | None = None) -> faust.App:
@@ -85,4 +98,12 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     continuity = guard_app(app, settings.kafka, [topics.events])
     register_anomaly_agents(app, settings, topics, continuity)
     register_scan_agent(app, settings, topics, continuity)
+
+    @app.on_partitions_assigned.connect
+    async def log_assignment(app: Any, assigned: set[Any], **kwargs: Any) -> None:
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        log.info("detector assigned %s", ", ".join(
+            f"{topic}{sorted(partitions)}" for topic, partitions in sorted(by_topic.items())))
     return app

@@ -59,7 +59,7 @@ from .error_burst import ProviderTally, tally
 from .observation import Observation
 from .rekey import Rekeyer
 from .state import State
-from .table_buffer import TableBuffer, end_changelog_batches
+from .table_buffer import CHANGELOG_END_KEY, TableBuffer, end_changelog_batches
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics,
     json_schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
     team_state = app.Table("anomaly-team", partitions=partitions, schema=json_schema)
     provider_state = app.Table("anomaly-provider", partitions=partitions, schema=json_schema)
+    for table in (team_state, provider_state):
+        table.on_recover(_recovery_logger(table))
     end_batches = policy_for(settings.kafka).end_changelog_batches
     team_detectors = TeamDetectors(settings)
     provider_detectors = ProviderDetectors(settings)
@@ -151,6 +153,15 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics,
     async def detect_provider_anomalies(stream: Any) -> None:
         await detect(stream, provider_state, lambda value, state: provider_detectors.observe_tally(
             ProviderTally.from_wire(value), state))
+
+
+def _recovery_logger(table: Any) -> Callable[[], Any]:
+    """A callback for ``table.on_recover``: one line with the keys restored, so a
+    detector that starts with less state than it had (a missed finding later) shows it."""
+    async def recovered() -> None:
+        keys = [key for key in table.data if key != CHANGELOG_END_KEY]
+        log.info("table %s restored from its changelog: %d keys", table.name, len(keys))
+    return recovered
 
 
 def encode_anomaly(anomaly: Anomaly) -> bytes:

@@ -137,6 +137,22 @@ def _committed(broker: str, group_id: str, topics: list[str]) -> dict[str, int]:
         consumer.close()
 
 
+def _month_state(broker: str, changelog: str) -> list[str]:
+    """Every write of a team's month-to-date share state in ``changelog``, in order."""
+    consumer = Consumer({"bootstrap.servers": broker, "group.id": f"debug-{time.time_ns()}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([changelog])
+    lines = []
+    try:
+        while (message := consumer.poll(5)) is not None:
+            if message.error() is None and (message.key() or b"").startswith(b'"m|'):
+                lines.append(f"{message.partition()}@{message.offset()} {message.key()!r}: "
+                             f"{(message.value() or b'')[:200]!r}")
+    finally:
+        consumer.close()
+    return lines
+
+
 def test_detector_state_survives_a_detector_restart(tmp_path: Path, backend: Backend,
                                                     simulator: str) -> None:
     """Kill -9 the detector after the first week: the incidents of the second week need the
@@ -180,7 +196,12 @@ def test_detector_state_survives_a_detector_restart(tmp_path: Path, backend: Bac
         except AssertionError:
             print(pipeline.logs())
             raise
-        result = _wait_all_found(pipeline, planted)
+        try:
+            result = _wait_all_found(pipeline, planted)
+        except AssertionError:  # what the detector held per team month: lost state or not?
+            print(*_month_state(broker, f"{group}-anomaly-team-changelog"), sep="\n")
+            print(pipeline.sql("SELECT team, sum(cost_usd), count() FROM events GROUP BY team"))
+            raise
         found_s = time.monotonic() - restarted_at
         assert result.found == [p.name for p in planted]
         first_seen = {f.kind for f in _findings(pipeline) if f.entity == "acme-coder-70b"}
