@@ -200,6 +200,8 @@ def test_detector_state_survives_a_detector_restart(tmp_path: Path, backend: Bac
             result = _wait_all_found(pipeline, planted)
         except AssertionError:  # what the detector held per team month: lost state or not?
             print(*_month_state(broker, f"{group}-anomaly-team-changelog"), sep="\n")
+            print("committed by the detectors:", _committed(broker, group, [events, by_team]),
+                  "of", len(envelopes), "envelopes")
             print(pipeline.sql("SELECT team, sum(cost_usd), count() FROM events GROUP BY team"))
             raise
         found_s = time.monotonic() - restarted_at
