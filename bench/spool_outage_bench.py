@@ -1,0 +1,119 @@
+"""Gateway memory through a store outage: nothing confirms, every envelope stays spooled.
+
+Starts the embedded broker, a stub upstream and the real ``meterline gateway``
+role, but no worker and no store: no sink confirmation ever arrives, so the
+spool keeps every envelope (the outage case the spool exists for). ``wrk``
+drives calls in steps; after each step the bench reads the gateway's RSS and
+its spool figures from ``/metrics``. Printed: the gateway's RSS against the
+envelopes held, its growth per 100k unconfirmed envelopes, and what that
+projects for an hour at 1,000 calls/s (3.6M envelopes), set beside the
+spool's disk cap (``gateway.spool_max_bytes``), which is reached first.
+
+Run: ``python bench/spool_outage_bench.py [--steps 6 --step-seconds 20 --concurrency 8]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from gateway_bench import (
+    BODIES,
+    REPO_ROOT,
+    Processes,
+    gateway_argv,
+    memory_mb,
+    write_config,
+    wrk,
+)
+
+from meterline.embedded import EmbeddedBroker, create_topics, free_port, wait_for_port
+from meterline.schemas import Topics
+
+HOUR_AT_1000 = 3_600_000
+
+
+def spool_figures(gateway_url: str) -> dict[str, float]:
+    """The spool's gauges from the gateway's /metrics (depth, bytes, cap, alarm)."""
+    with urllib.request.urlopen(gateway_url + "/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        for name in ("spool_depth", "spool_bytes", "spool_max_bytes", "spool_alarm"):
+            if line.startswith(f"meterline_envelopes_{name} "):
+                found[name] = float(line.split()[-1])
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--step-seconds", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="spool-outage-bench-"))
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    processes = Processes()
+    broker.start()
+    try:
+        prefix = "outage"
+        create_topics(broker.bootstrap_servers, Topics(prefix).all(), partitions=1)
+        stub_port, gateway_port = free_port(), free_port()
+        processes.start([sys.executable, str(REPO_ROOT / "bench" / "gateway_stub.py"),
+                         "--port", str(stub_port)], workdir / "stub.log")
+        config = workdir / "meterline.yaml"
+        write_config(config, bootstrap=broker.bootstrap_servers, prefix=prefix,
+                     port=gateway_port, upstream=f"http://127.0.0.1:{stub_port}")
+        gateway = processes.start(gateway_argv(config), workdir / "gateway.log",
+                                  env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
+        wait_for_port("127.0.0.1", stub_port, 15)
+        wait_for_port("127.0.0.1", gateway_port, 30)
+        url = f"http://127.0.0.1:{gateway_port}"
+        wrk(url + "/v1/chat/completions", BODIES["whole"], 2, 2, workdir)  # warm up
+        start_rss = memory_mb(gateway.pid)["VmRSS"]
+        start_depth = spool_figures(url).get("spool_depth", 0.0)
+        print("| step | calls/s | envelopes held | spool MB | gateway RSS MB |")
+        print("|---|---|---|---|---|")
+        print(f"| start | | {start_depth:,.0f} | | {start_rss:.1f} |")
+        figures: dict[str, float] = {}
+        rss = start_rss
+        for step in range(1, args.steps + 1):
+            result = wrk(url + "/v1/chat/completions", BODIES["whole"], args.concurrency,
+                         args.step_seconds, workdir)
+            figures = spool_figures(url)
+            rss = memory_mb(gateway.pid)["VmRSS"]
+            print(f"| {step} | {result['rps']:,.0f} | {figures.get('spool_depth', 0):,.0f} | "
+                  f"{figures.get('spool_bytes', 0) / 2**20:,.1f} | {rss:.1f} |")
+        held = figures.get("spool_depth", 0.0) - start_depth
+        if held <= 0:
+            print("no envelope was held: the bench measured nothing", file=sys.stderr)
+            return 1
+        per_100k = (rss - start_rss) / held * 100_000
+        bytes_per_envelope = figures["spool_bytes"] / max(figures["spool_depth"], 1)
+        cap_envelopes = figures["spool_max_bytes"] / bytes_per_envelope
+        held_in_hour = min(HOUR_AT_1000, cap_envelopes)
+        projected = start_rss + per_100k * held_in_hour / 100_000
+        print(f"\nGateway RSS grew {rss - start_rss:.1f} MB over {held:,.0f} unconfirmed envelopes: "
+              f"{per_100k:.1f} MB per 100k. An envelope takes {bytes_per_envelope:,.0f} B of "
+              f"spool, so the {figures['spool_max_bytes'] / 2**30:.1f} GiB cap holds "
+              f"{cap_envelopes:,.0f}; an hour at 1,000 calls/s offers {HOUR_AT_1000:,}. "
+              f"Projected RSS with {held_in_hour:,.0f} held: {projected:.0f} MB "
+              f"(target ≤ 150 MB, ratio {projected / 150:.2f}).")
+        if peak := memory_mb(gateway.pid).get("VmHWM"):
+            print(f"Peak gateway RSS in this run: {peak:.1f} MB.")
+        return 0
+    finally:
+        processes.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
