@@ -60,6 +60,8 @@ def main() -> int:
     print(f"Machine: {machine()}.")
     runs = [
         ("Gateway: added latency, throughput, first byte, RSS", [str(BENCH / "gateway_bench.py")]),
+        ("Gateway: memory through a store outage", [str(BENCH / "spool_outage_bench.py"),
+                                                     *(["--steps", "2"] if args.quick else [])]),
         ("Pipeline: envelopes/s and envelope-to-row latency", [str(BENCH / "pipeline_bench.py")]),
         ("Chargeback over 1M events", [str(BENCH / "chargeback_bench.py"),
                                        "--events", "1000000"]),
