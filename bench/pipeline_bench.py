@@ -320,7 +320,7 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1, help="worker processes (one group)")
     parser.add_argument("--sink-batch", type=int, default=20_000)
-    parser.add_argument("--sink-batch-s", type=float, default=0.5)
+    parser.add_argument("--sink-batch-s", type=float, default=0.25)
     parser.add_argument("--keep", action="store_true", help="print the work dir with logs")
     parser.add_argument("--bootstrap", default="",
                         help="an Apache Kafka broker to run on (default: a private embedded tansu)")

@@ -116,7 +116,9 @@ class StoreSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8124, ge=0, le=65535)
     max_batch_size: int = Field(5000, ge=1)
-    max_batch_time_s: float = Field(0.5, gt=0)
+    #: A batch waits at most this long to fill: at low load it is most of an envelope's
+    #: way to a queryable row (0.5 s put p99 at 1.07 s at 10 % load; 0.25 s: 0.84 s).
+    max_batch_time_s: float = Field(0.25, gt=0)
     read_token: SecretStr | None = None
     operator_token: SecretStr | None = None
     #: Limits on typed SQL (the read-only client): ClickHouse refuses past them.
