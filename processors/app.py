@@ -100,7 +100,9 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     register_scan_agent(app, settings, topics, continuity)
 
     @app.on_partitions_assigned.connect
-    async def log_assignment(app: Any, assigned: set[Any], **kwargs: Any) -> None:
+    async def log_assignment(sender: Any, /, *args: Any, signal: Any = None,
+                             **kwargs: Any) -> None:
+        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
         by_topic: dict[str, list[int]] = {}
         for tp in assigned:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
