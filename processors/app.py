@@ -19,6 +19,7 @@ from meterline.kafka import KafkaClients
 from meterline.schemas import Groups, Settings, Topics
 
 from .anomaly import register_anomaly_agents
+from .continuity import OffsetContinuity
 from .egress import register_scan_agent
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,8 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     """
     app = faust_app(settings, detector_app_id(settings), "detector", web_port)
     topics = Topics(settings.kafka.topic_prefix)
-    continuity = guard_app(app, settings.kafka, [topics.events])
+    guard_app(app, settings.kafka, [topics.events])
+    continuity = OffsetContinuity(app)
     register_anomaly_agents(app, settings, topics, continuity)
     register_scan_agent(app, settings, topics, continuity)
 

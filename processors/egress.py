@@ -30,7 +30,6 @@ import faust
 import orjson
 from pydantic import ValidationError
 
-from meterline.embedded.faust_guards import ContinuityCheck
 from meterline.policy.rules import EgressPolicy
 from meterline.policy.seal import Sealer, SealError
 from meterline.policy.sensitive import DEFAULT_KINDS, SensitiveScanner, redact
@@ -45,6 +44,7 @@ from meterline.schemas import (
 )
 
 from .anomaly.agent import send_anomaly, send_dead_letter
+from .continuity import ContinuityCheck
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,7 @@ workaround, and every workaround asks ``policy_for(kafka)`` whether to run:
   and skip the new logs' first offsets, so the sinks and faust apps check the
   topics' ids (KIP-516) before each commit (``guard_topic_incarnations``),
   the gateway re-creates the topics and replays its spool
-  (``create_missing_topics``, ``watch_topic_incarnations``), and a faust app
-  that skipped offsets restarts in place (``check_offset_continuity``).
+  (``create_missing_topics``, ``watch_topic_incarnations``).
 - **It under-reports the high watermark** (the base offset of a partition's
   last record batch plus one), so faust would not restore the rest of a
   detector table's last changelog batch: the detectors end each flush with a
@@ -44,7 +43,6 @@ class BrokerPolicy:
     guard_topic_incarnations: bool
     watch_topic_incarnations: bool
     create_missing_topics: bool
-    check_offset_continuity: bool
     end_changelog_batches: bool
     wait_for_dead_members: bool
     static_membership: bool
@@ -53,13 +51,13 @@ class BrokerPolicy:
 
 EMBEDDED = BrokerPolicy(kind="embedded", guard_topic_incarnations=True,
                         watch_topic_incarnations=True, create_missing_topics=True,
-                        check_offset_continuity=True, end_changelog_batches=True,
+                        end_changelog_batches=True,
                         wait_for_dead_members=True, static_membership=False,
                         idempotent_producers=False)
 
 APACHE_KAFKA = BrokerPolicy(kind="kafka", guard_topic_incarnations=False,
                             watch_topic_incarnations=False, create_missing_topics=False,
-                            check_offset_continuity=False, end_changelog_batches=False,
+                            end_changelog_batches=False,
                             wait_for_dead_members=False, static_membership=True,
                             idempotent_producers=True)
 

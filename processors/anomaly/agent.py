@@ -43,7 +43,6 @@ from typing import Any
 import faust
 import orjson
 
-from meterline.embedded.faust_guards import ContinuityCheck
 from meterline.kafka import policy_for
 from meterline.schemas import (
     DEAD_LETTER_REASON_HEADER,
@@ -53,6 +52,7 @@ from meterline.schemas import (
     Topics,
 )
 
+from ..continuity import ContinuityCheck
 from ..emit import ANOMALY_HEADERS
 from .detectors import ProviderDetectors, TeamDetectors
 from .error_burst import ProviderTally, tally
@@ -71,7 +71,7 @@ def register_anomaly_agents(app: faust.App, settings: Settings, topics: Topics,
                             continuity: ContinuityCheck) -> None:
     """Add the routing and detector agents and their tables to ``app`` (if enabled).
 
-    ``continuity`` is the app's offset check (``meterline.embedded.faust_guards``).
+    ``continuity`` is the app's offset check (``processors/continuity.py``).
     """
     if not settings.anomalies.enabled:
         return

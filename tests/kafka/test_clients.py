@@ -81,7 +81,7 @@ def test_the_policy_turns_the_embedded_workarounds_on_only_for_the_embedded_brok
     assert policy_for(KafkaSettings(embedded=True)) is EMBEDDED
     assert policy_for(KafkaSettings(embedded=False)) is APACHE_KAFKA
     workarounds = ("guard_topic_incarnations", "watch_topic_incarnations", "create_missing_topics",
-                   "check_offset_continuity", "end_changelog_batches", "wait_for_dead_members")
+                   "end_changelog_batches", "wait_for_dead_members")
     assert all(getattr(EMBEDDED, name) for name in workarounds)
     assert not any(getattr(APACHE_KAFKA, name) for name in workarounds)
     assert (EMBEDDED.static_membership, APACHE_KAFKA.static_membership) == (False, True)
