@@ -136,6 +136,25 @@ class Processes:
                 process.kill()
 
 
+def start_gateway(processes: Processes, broker: EmbeddedBroker, workdir: Path, prefix: str
+                  ) -> tuple[subprocess.Popen[bytes], str, str]:
+    """The stub upstream and the gateway role in front of it, on ``broker`` with topics
+    under ``prefix``; (gateway process, gateway URL, stub URL) once both listen."""
+    create_topics(broker.bootstrap_servers, Topics(prefix).all(), partitions=1)
+    stub_port, gateway_port = free_port(), free_port()
+    processes.start([sys.executable, str(REPO_ROOT / "bench" / "gateway_stub.py"),
+                     "--port", str(stub_port)], workdir / "stub.log")
+    stub = f"http://127.0.0.1:{stub_port}"
+    config = workdir / "meterline.yaml"
+    write_config(config, bootstrap=broker.bootstrap_servers, prefix=prefix, port=gateway_port,
+                 upstream=stub)
+    gateway = processes.start(gateway_argv(config), workdir / "gateway.log",
+                              env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
+    wait_for_port("127.0.0.1", stub_port, 15)
+    wait_for_port("127.0.0.1", gateway_port, 30)
+    return gateway, f"http://127.0.0.1:{gateway_port}", stub
+
+
 def memory_mb(pid: int) -> dict[str, float]:
     """VmRSS (resident now) and VmHWM (peak resident) of a process, in MB."""
     found: dict[str, float] = {}
@@ -172,20 +191,7 @@ def main() -> int:
     processes = Processes()
     broker.start()
     try:
-        prefix = "bench"
-        create_topics(broker.bootstrap_servers, Topics(prefix).all(), partitions=1)
-        stub_port, gateway_port = free_port(), free_port()
-        processes.start([sys.executable, str(REPO_ROOT / "bench" / "gateway_stub.py"),
-                         "--port", str(stub_port)], workdir / "stub.log")
-        stub = f"http://127.0.0.1:{stub_port}"
-        config = workdir / "meterline.yaml"
-        write_config(config, bootstrap=broker.bootstrap_servers, prefix=prefix, port=gateway_port,
-                     upstream=stub)
-        gateway_process = processes.start(gateway_argv(config), workdir / "gateway.log",
-                                          env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
-        wait_for_port("127.0.0.1", stub_port, 15)
-        wait_for_port("127.0.0.1", gateway_port, 30)
-        gateway = f"http://127.0.0.1:{gateway_port}"
+        gateway_process, gateway, stub = start_gateway(processes, broker, workdir, "bench")
         targets = {"direct": stub, "gateway": gateway}
         rss_idle_mb = memory_mb(gateway_process.pid)["VmRSS"]
         if importlib.util.find_spec("litellm") is None:

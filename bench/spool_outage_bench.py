@@ -15,25 +15,15 @@ Run: ``python bench/spool_outage_bench.py [--steps 6 --step-seconds 20 --concurr
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from gateway_bench import (
-    BODIES,
-    REPO_ROOT,
-    Processes,
-    gateway_argv,
-    memory_mb,
-    write_config,
-    wrk,
-)
+from gateway_bench import BODIES, Processes, memory_mb, start_gateway, wrk
 
-from meterline.embedded import EmbeddedBroker, create_topics, free_port, wait_for_port
-from meterline.schemas import Topics
+from meterline.embedded import EmbeddedBroker
 
 HOUR_AT_1000 = 3_600_000
 
@@ -64,19 +54,7 @@ def main() -> int:
     processes = Processes()
     broker.start()
     try:
-        prefix = "outage"
-        create_topics(broker.bootstrap_servers, Topics(prefix).all(), partitions=1)
-        stub_port, gateway_port = free_port(), free_port()
-        processes.start([sys.executable, str(REPO_ROOT / "bench" / "gateway_stub.py"),
-                         "--port", str(stub_port)], workdir / "stub.log")
-        config = workdir / "meterline.yaml"
-        write_config(config, bootstrap=broker.bootstrap_servers, prefix=prefix,
-                     port=gateway_port, upstream=f"http://127.0.0.1:{stub_port}")
-        gateway = processes.start(gateway_argv(config), workdir / "gateway.log",
-                                  env={**os.environ, "BENCH_UPSTREAM_KEY": "sk-bench-upstream"})
-        wait_for_port("127.0.0.1", stub_port, 15)
-        wait_for_port("127.0.0.1", gateway_port, 30)
-        url = f"http://127.0.0.1:{gateway_port}"
+        gateway, url, _ = start_gateway(processes, broker, workdir, "outage")
         wrk(url + "/v1/chat/completions", BODIES["whole"], 2, 2, workdir)  # warm up
         start_rss = memory_mb(gateway.pid)["VmRSS"]
         start_depth = spool_figures(url).get("spool_depth", 0.0)
