@@ -36,8 +36,23 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and value >= 0 else 0
 
 
-def openai_usage(block: dict[str, Any]) -> Usage:
-    """Chat completions (``prompt_tokens``), Responses (``input_tokens``) and embeddings."""
+#: Tier names that mean the provider's standard price.
+_DEFAULT_TIERS = frozenset({"", "default", "standard", "auto"})
+
+
+def service_tier(value: Any) -> str:
+    """The tier a provider reported a call ran at, "" for its default (or anything unusable)."""
+    if not isinstance(value, str) or len(value) > 32:
+        return ""
+    tier = value.strip().lower()
+    return "" if tier in _DEFAULT_TIERS or not tier.replace("_", "").isalnum() else tier
+
+
+def openai_usage(block: dict[str, Any], tier: Any = "") -> Usage:
+    """Chat completions (``prompt_tokens``), Responses (``input_tokens``) and embeddings.
+
+    ``tier``: the response's top-level ``service_tier`` (OpenAI reports it beside usage).
+    """
     if "input_tokens" in block:  # Responses API
         total_in = _int(block.get("input_tokens"))
         out = _int(block.get("output_tokens"))
@@ -49,7 +64,8 @@ def openai_usage(block: dict[str, Any]) -> Usage:
         cached = _int((block.get("prompt_tokens_details") or {}).get("cached_tokens"))
         reasoning = _int((block.get("completion_tokens_details") or {}).get("reasoning_tokens"))
     return Usage(input_tokens=max(total_in - cached, 0), output_tokens=out,
-                 cache_read_tokens=cached, reasoning_tokens=reasoning, source="provider")
+                 cache_read_tokens=cached, reasoning_tokens=reasoning, source="provider",
+                 service_tier=service_tier(tier))
 
 
 def anthropic_usage(block: dict[str, Any], source: Any = "provider") -> Usage:
@@ -62,7 +78,7 @@ def anthropic_usage(block: dict[str, Any], source: Any = "provider") -> Usage:
                  output_tokens=_int(block.get("output_tokens")),
                  cache_read_tokens=_int(block.get("cache_read_input_tokens")),
                  cache_write_5m_tokens=write_5m, cache_write_1h_tokens=write_1h,
-                 source=source)
+                 source=source, service_tier=service_tier(block.get("service_tier")))
 
 
 def estimated(request: dict[str, Any] | None, output_chars: int) -> Usage:
@@ -81,7 +97,9 @@ def usage_from_body(surface: Surface, body: Any, request: dict[str, Any] | None)
     block = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(block, dict):
         return estimated(request, response_chars(body))
-    return anthropic_usage(block) if surface.startswith("anthropic") else openai_usage(block)
+    if surface.startswith("anthropic"):
+        return anthropic_usage(block)
+    return openai_usage(block, body.get("service_tier"))
 
 
 class StreamUsageTracker:
@@ -157,11 +175,13 @@ class StreamUsageTracker:
             response = data.get("response") or {}
             self.model = self.model or str(response.get("model") or "")
             if isinstance(response.get("usage"), dict):
-                self._usage, self._final = openai_usage(response["usage"]), True
+                self._usage = openai_usage(response["usage"], response.get("service_tier"))
+                self._final = True
             return
         self.model = self.model or str(data.get("model") or "")
         if isinstance(data.get("usage"), dict):
-            self._usage, self._final = openai_usage(data["usage"]), True
+            self._usage = openai_usage(data["usage"], data.get("service_tier"))
+            self._final = True
 
     def _observe_anthropic(self, data: dict[str, Any]) -> None:
         kind = data.get("type")

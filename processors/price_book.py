@@ -104,10 +104,11 @@ class PriceBook:
         provider_id = _GENAI_PROVIDER.get(kind) if kind else provider
         tokens = (usage.input_tokens, usage.cache_read_tokens, usage.cache_write_5m_tokens,
                   usage.cache_write_1h_tokens, usage.output_tokens)
-        price = self._public_prices.price(provider_id, model, tokens, at)
+        tier = usage.service_tier
+        price = self._public_prices.price(provider_id, model, tokens, at, tier)
         if price is None and provider_id is not None:
             # a gateway provider name genai-prices does not know: infer from the model
-            price = self._public_prices.price(None, model, tokens, at)
+            price = self._public_prices.price(None, model, tokens, at, tier)
         if price is None:
             return None
         return Quote(quantize(price.input_usd), quantize(price.output_usd), "genai-prices",

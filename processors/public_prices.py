@@ -149,6 +149,7 @@ class PublicPrices:
         self._models: dict[tuple[str | None, str], Any] = {}
         self._forms: dict[tuple[int, int], _Affine | None] = {}
         self._shapes: dict[int, tuple[Any, tuple[int, ...], str]] = {}
+        self._tiered: dict[tuple[int, str, tuple[int, ...]], Any] = {}
 
     def _resolve(self, provider_id: str | None, model: str) -> tuple[Any, str] | None:
         key = (provider_id, model)
@@ -163,9 +164,31 @@ class PublicPrices:
             self._models[key] = found
         return found if isinstance(found, tuple) else None
 
+    def _tier_price(self, model_info: Any, at: datetime, service_tier: str) -> Any:
+        """The model's price at ``at`` in ``service_tier`` (genai-prices' price variants).
+
+        genai-prices builds a new price object for each call with a context; one per
+        (base price, tier, variants in force) is kept, so the per-object caches hold.
+        """
+        standard = model_info.get_prices(at)
+        variants = tuple(id(variant) for variant in model_info.price_variants or ()
+                         if variant.when.get("service_tier") == service_tier
+                         and (variant.constraint is None or variant.constraint.active(at)))
+        if not variants:
+            return standard
+        key = (id(standard), service_tier, variants)
+        found = self._tiered.get(key)
+        if found is None:
+            context: Any = {"service_tier": service_tier}
+            found = self._tiered[key] = model_info.get_prices(at, context)
+        return found
+
     def price(self, provider_id: str | None, model: str, tokens: TokenVector,
-              at: datetime) -> PublicPrice | None:
+              at: datetime, service_tier: str = "") -> PublicPrice | None:
         """The public price of ``tokens`` of ``model`` at ``at``; None if genai-prices has none.
+
+        ``service_tier`` (OpenAI's ``flex``, ``priority``, ...) selects the tier's price
+        where genai-prices has one; "" or an unknown tier is the default price.
 
         ``provider_id`` None lets genai-prices infer the provider from the model name.
         """
@@ -173,7 +196,8 @@ class PublicPrices:
         if found is None:
             return None
         model_info, price_model = found
-        model_price = model_info.get_prices(at)
+        model_price = (self._tier_price(model_info, at, service_tier) if service_tier
+                       else model_info.get_prices(at))
         shape = self._shapes.get(id(model_price))
         if shape is None or shape[0] is not model_price:
             # a new price object under a recycled id: forget the old one's forms

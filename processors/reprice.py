@@ -40,7 +40,8 @@ def usage_of(row: Mapping[str, Any]) -> Usage:
                  cache_read_tokens=int(row["cache_read_tokens"]),
                  cache_write_5m_tokens=int(row["cache_write_5m_tokens"]),
                  cache_write_1h_tokens=int(row["cache_write_1h_tokens"]),
-                 reasoning_tokens=int(row["reasoning_tokens"]), source=row["usage_source"])
+                 reasoning_tokens=int(row["reasoning_tokens"]), source=row["usage_source"],
+                 service_tier=str(row.get("service_tier") or ""))
 
 
 def reprice_row(row: Mapping[str, Any], book: PriceBook) -> dict[str, Any] | None:

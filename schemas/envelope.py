@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .egress import BodyPolicy, PolicyBreach
 
-ENVELOPE_SCHEMA_VERSION = "1.1"
+ENVELOPE_SCHEMA_VERSION = "1.2"
 SUPPORTED_MAJOR = 1
 
 Surface = Literal[
@@ -66,6 +66,9 @@ class Usage(BaseModel):
     cache_write_1h_tokens: int = Field(0, ge=0)
     reasoning_tokens: int = Field(0, ge=0)
     source: UsageSource = "missing"
+    #: The service tier the provider says the call ran at (1.2), which it prices apart:
+    #: OpenAI's ``flex``, ``priority``, ``scale``; "" for the default tier or when unreported.
+    service_tier: str = ""
 
 
 class BodyAudit(BaseModel):

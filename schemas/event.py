@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .egress import BodyPolicy
 from .envelope import Outcome, RepoSource, Surface, UsageSource
 
-EVENT_SCHEMA_VERSION = "1.1"
+EVENT_SCHEMA_VERSION = "1.2"
 
 #: Decimal places kept for every cost: the ClickHouse column is Decimal(38, 12).
 COST_SCALE = 12
@@ -63,6 +63,8 @@ class Event(BaseModel):
     cache_write_1h_tokens: int
     reasoning_tokens: int
     usage_source: UsageSource
+    #: ``Usage.service_tier`` (1.2): the tier the call was priced at.
+    service_tier: str = ""
 
     upstream_ms: float
     gateway_ms: float

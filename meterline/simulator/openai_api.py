@@ -42,6 +42,12 @@ def _usage_counts(prompt: str, text: str, model: str, cache: PromptCache,
     return prompt_tokens, cached, completion + reasoning, reasoning
 
 
+def _served_tier(body: dict[str, Any]) -> str:
+    """The ``service_tier`` OpenAI reports: the one asked for if it offers it, else default."""
+    asked = body.get("service_tier")
+    return asked if asked in ("flex", "priority", "scale") else "default"
+
+
 def _spaced_json(data: Any) -> bytes:
     return json.dumps(data).encode()
 
@@ -61,7 +67,8 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
              "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": reasoning}}
     base: dict[str, Any] = {"id": ident("chatcmpl-", prompt), "object": "chat.completion",
-                            "created": created_s(prompt), "model": model}
+                            "created": created_s(prompt), "model": model,
+                            "service_tier": _served_tier(body)}
     if not body.get("stream"):
         reply = {**base, "choices": [{"index": 0, "finish_reason": "stop", "message": {
             "role": "assistant", "content": text}}]}
@@ -113,7 +120,8 @@ def responses(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Respons
     done: dict[str, Any] = {
         "id": resp_id, "object": "response", "created_at": created_s(prompt),
         "status": "completed", "model": model, "output": [item], "parallel_tool_calls": True,
-        "tool_choice": "auto", "tools": [], "usage": None if knobs.no_usage else usage}
+        "tool_choice": "auto", "tools": [], "service_tier": _served_tier(body),
+        "usage": None if knobs.no_usage else usage}
     if not body.get("stream"):
         return json_response(done)
     started = {**done, "status": "in_progress", "output": [], "usage": None}

@@ -44,6 +44,11 @@ ANTHROPIC = {"claude-opus-4-1": (Decimal("15"), Decimal("1.5"), Decimal("18.75")
 OPENAI = {"gpt-4o": (Decimal("2.5"), Decimal("1.25"), Decimal("10")),
           "o4-mini": (Decimal("1.1"), Decimal("0.275"), Decimal("4.4")),
           "gpt-5-codex": (Decimal("1.25"), Decimal("0.125"), Decimal("10"))}
+#: The same, by service tier, from the date each took effect (OpenAI's pricing page, as
+#: genai-prices carries it: flex and priority from 2026-10-12).
+OPENAI_TIERS = {("gpt-4o", "priority"): (Decimal("4.25"), Decimal("2.125"), Decimal("17")),
+                ("o4-mini", "flex"): (Decimal("0.55"), Decimal("0.138"), Decimal("2.2")),
+                ("o4-mini", "priority"): (Decimal("2"), Decimal("0.5"), Decimal("8"))}
 
 #: Long enough to be cached (OpenAI caches prompts over 1,024 tokens).
 LONG = " ".join(f"clause {n} of the shared system prompt, repeated for the cache." for n in range(300))
@@ -108,8 +113,9 @@ def anthropic_cost(model: str, usage: dict[str, Any]) -> Decimal:
             + write_5m * rate_5m + write_1h * rate_1h + usage["output_tokens"] * rate_out) / MTOK
 
 
-def openai_cost(model: str, prompt: int, cached: int, completion: int) -> Decimal:
-    rate_in, rate_cached, rate_out = OPENAI[model]
+def openai_cost(model: str, prompt: int, cached: int, completion: int,
+                tier: str = "default") -> Decimal:
+    rate_in, rate_cached, rate_out = OPENAI_TIERS.get((model, tier)) or OPENAI[model]
     return ((prompt - cached) * rate_in + cached * rate_cached + completion * rate_out) / MTOK
 
 
@@ -180,6 +186,29 @@ def test_codex_responses_usage(pipe: Pipeline, client: httpx.Client, stream: boo
         assert usage["output_tokens_details"]["reasoning_tokens"] <= usage["output_tokens"]
         expected = openai_cost(model, usage["input_tokens"], cached, usage["output_tokens"])
         assert stored_cost(pipe, request_id) == expected, (attempt, usage)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+@pytest.mark.parametrize(("model", "tier"), [("gpt-4o", "priority"), ("o4-mini", "flex"),
+                                             ("o4-mini", "priority"), ("gpt-4o", "flex")])
+def test_a_service_tier_is_priced_at_its_own_rate(pipe: Pipeline, client: httpx.Client,
+                                                  stream: bool, model: str, tier: str) -> None:
+    """Priority costs 1.7x the default, flex half; a tier without its own price (gpt-4o
+    flex) is the default price. The tier is what the response says it ran at."""
+    body: dict[str, Any] = {"model": model, "stream": stream, "service_tier": tier,
+                            "messages": [{"role": "user", "content": f"{tier} {model} {stream}"}]}
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    raw, request_id = call(client, "/v1/chat/completions", body)
+    reply = sse_data(raw)[-1] if stream else orjson.loads(raw)
+    assert reply["service_tier"] == tier
+    usage = reply["usage"]
+    cached = usage["prompt_tokens_details"]["cached_tokens"]
+    expected = openai_cost(model, usage["prompt_tokens"], cached, usage["completion_tokens"],
+                           tier)
+    assert stored_cost(pipe, request_id) == expected, usage
+    assert pipe.sql(f"SELECT service_tier FROM events WHERE request_id = '{request_id}'") == [
+        [tier]]
 
 
 def test_count_tokens_costs_nothing(pipe: Pipeline, client: httpx.Client) -> None:

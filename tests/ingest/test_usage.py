@@ -8,6 +8,7 @@ from meterline.ingest.usage import (
     StreamUsageTracker,
     anthropic_usage,
     openai_usage,
+    service_tier,
     usage_from_body,
 )
 from meterline.schemas import Usage
@@ -111,3 +112,20 @@ def test_openai_stream_usage_from_spaced_json_crlf_and_multiline_data() -> None:
             tracker.feed(spaced[start:start + size])
         assert tracker.result(None) == Usage(input_tokens=7, output_tokens=2, source="provider")
         assert tracker.model == "llama"
+
+
+def test_the_service_tier_is_read_where_each_provider_reports_it() -> None:
+    """OpenAI beside usage (whole, chunk, Responses); Anthropic inside usage. The default
+    tier, an unknown shape or junk are all the default price ("")."""
+    body = {"service_tier": "priority", "usage": {"prompt_tokens": 10, "completion_tokens": 2}}
+    assert usage_from_body("openai.chat", body, None).service_tier == "priority"
+    assert usage_from_body("openai.chat", {**body, "service_tier": "default"},
+                           None).service_tier == ""
+    anthropic = {"usage": {"input_tokens": 3, "output_tokens": 1, "service_tier": "priority"}}
+    assert usage_from_body("anthropic.messages", anthropic, None).service_tier == "priority"
+    tracker = StreamUsageTracker("openai.responses")
+    tracker.observe(b'data: {"type": "response.completed", "response": {"service_tier": "flex",'
+                    b' "usage": {"input_tokens": 5, "output_tokens": 1}}}')
+    assert tracker.result(None).service_tier == "flex"
+    assert [service_tier(v) for v in ("Standard", "auto", None, 7, "x" * 40, "a b", "scale")] == [
+        "", "", "", "", "", "", "scale"]
