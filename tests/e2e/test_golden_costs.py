@@ -106,11 +106,13 @@ def anthropic_usage(body: bytes, stream: bool) -> dict[str, Any]:
 def anthropic_cost(model: str, usage: dict[str, Any]) -> Decimal:
     rate_in, rate_read, rate_5m, rate_1h, rate_out = ANTHROPIC[model]
     creation = usage.get("cache_creation") or {}
-    write_5m = creation.get("ephemeral_5m_input_tokens", 0)
-    write_1h = creation.get("ephemeral_1h_input_tokens", 0)
+    write_5m = int(creation.get("ephemeral_5m_input_tokens", 0))
+    write_1h = int(creation.get("ephemeral_1h_input_tokens", 0))
     assert write_5m + write_1h == usage.get("cache_creation_input_tokens", 0)  # one count, split
-    return (usage["input_tokens"] * rate_in + usage.get("cache_read_input_tokens", 0) * rate_read
-            + write_5m * rate_5m + write_1h * rate_1h + usage["output_tokens"] * rate_out) / MTOK
+    uncached, read = int(usage["input_tokens"]), int(usage.get("cache_read_input_tokens", 0))
+    output = int(usage["output_tokens"])
+    return (uncached * rate_in + read * rate_read + write_5m * rate_5m + write_1h * rate_1h
+            + output * rate_out) / MTOK
 
 
 def openai_cost(model: str, prompt: int, cached: int, completion: int,
