@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +138,20 @@ class Processes:
                 process.kill()
 
 
+@contextmanager
+def gateway_rig(name: str) -> Iterator[tuple[Path, EmbeddedBroker, Processes]]:
+    """One bench run's work dir, embedded broker and subprocesses; all stopped after it."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"{name}-"))
+    broker = EmbeddedBroker(log_path=workdir / "broker.log")
+    processes = Processes()
+    broker.start()
+    try:
+        yield workdir, broker, processes
+    finally:
+        processes.stop()
+        broker.stop()
+
+
 def start_gateway(processes: Processes, broker: EmbeddedBroker, workdir: Path, prefix: str
                   ) -> tuple[subprocess.Popen[bytes], str, str]:
     """The stub upstream and the gateway role in front of it, on ``broker`` with topics
@@ -186,11 +202,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="gateway-bench-"))
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
-    processes = Processes()
-    broker.start()
-    try:
+    with gateway_rig("gateway-bench") as (workdir, broker, processes):
         gateway_process, gateway, stub = start_gateway(processes, broker, workdir, "bench")
         targets = {"direct": stub, "gateway": gateway}
         rss_idle_mb = memory_mb(gateway_process.pid)["VmRSS"]
@@ -232,9 +244,6 @@ def main() -> int:
         print(f"Gateway RSS: {rss_idle_mb:.0f} MB after start, {memory['VmRSS']:.0f} MB after the "
               f"runs, peak {memory['VmHWM']:.0f} MB (target ≤ 150 MB).")
         return 0
-    finally:
-        processes.stop()
-        broker.stop()
 
 
 if __name__ == "__main__":

@@ -17,13 +17,9 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 import urllib.request
-from pathlib import Path
 
-from gateway_bench import BODIES, Processes, memory_mb, start_gateway, wrk
-
-from meterline.embedded import EmbeddedBroker
+from gateway_bench import BODIES, gateway_rig, memory_mb, start_gateway, wrk
 
 HOUR_AT_1000 = 3_600_000
 
@@ -49,11 +45,7 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
-    workdir = Path(tempfile.mkdtemp(prefix="spool-outage-bench-"))
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
-    processes = Processes()
-    broker.start()
-    try:
+    with gateway_rig("spool-outage-bench") as (workdir, broker, processes):
         gateway, url, _ = start_gateway(processes, broker, workdir, "outage")
         wrk(url + "/v1/chat/completions", BODIES["whole"], 2, 2, workdir)  # warm up
         start_rss = memory_mb(gateway.pid)["VmRSS"]
@@ -63,6 +55,7 @@ def main() -> int:
         print(f"| start | | {start_depth:,.0f} | | {start_rss:.1f} |")
         figures: dict[str, float] = {}
         rss = start_rss
+        after_first: tuple[float, float] | None = None  # (envelopes held, RSS) after step 1
         for step in range(1, args.steps + 1):
             result = wrk(url + "/v1/chat/completions", BODIES["whole"], args.concurrency,
                          args.step_seconds, workdir)
@@ -70,17 +63,27 @@ def main() -> int:
             rss = memory_mb(gateway.pid)["VmRSS"]
             print(f"| {step} | {result['rps']:,.0f} | {figures.get('spool_depth', 0):,.0f} | "
                   f"{figures.get('spool_bytes', 0) / 2**20:,.1f} | {rss:.1f} |")
+            if step == 1:
+                after_first = (figures.get("spool_depth", 0.0), rss)
         held = figures.get("spool_depth", 0.0) - start_depth
         if held <= 0:
             print("no envelope was held: the bench measured nothing", file=sys.stderr)
             return 1
         per_100k = (rss - start_rss) / held * 100_000
+        # The first step also pays one-off allocations (connections, caches, the first
+        # segments): the slope after it is the cost of holding envelopes, and it projects.
+        base_held, base_rss = start_depth, start_rss
+        steady = per_100k
+        if after_first is not None and figures["spool_depth"] > after_first[0] and args.steps > 1:
+            base_held, base_rss = after_first
+            steady = (rss - base_rss) / (figures["spool_depth"] - base_held) * 100_000
         bytes_per_envelope = figures["spool_bytes"] / max(figures["spool_depth"], 1)
         cap_envelopes = figures["spool_max_bytes"] / bytes_per_envelope
         held_in_hour = min(HOUR_AT_1000, cap_envelopes)
-        projected = start_rss + per_100k * held_in_hour / 100_000
+        projected = base_rss + steady * (held_in_hour - base_held) / 100_000
         print(f"\nGateway RSS grew {rss - start_rss:.1f} MB over {held:,.0f} unconfirmed envelopes: "
-              f"{per_100k:.1f} MB per 100k. An envelope takes {bytes_per_envelope:,.0f} B of "
+              f"{per_100k:.1f} MB per 100k, {steady:.1f} MB per 100k after the first step. "
+              f"An envelope takes {bytes_per_envelope:,.0f} B of "
               f"spool, so the {figures['spool_max_bytes'] / 2**30:.1f} GiB cap holds "
               f"{cap_envelopes:,.0f}; an hour at 1,000 calls/s offers {HOUR_AT_1000:,}. "
               f"Projected RSS with {held_in_hour:,.0f} held: {projected:.0f} MB "
@@ -88,9 +91,6 @@ def main() -> int:
         if peak := memory_mb(gateway.pid).get("VmHWM"):
             print(f"Peak gateway RSS in this run: {peak:.1f} MB.")
         return 0
-    finally:
-        processes.stop()
-        broker.stop()
 
 
 if __name__ == "__main__":

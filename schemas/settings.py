@@ -83,7 +83,8 @@ class GatewaySettings(_Section):
     #: from the configured aliases alone.
     models_list_timeout_s: float = Field(2.0, gt=0)
     #: A segment is closed at this size (or age); whole segments are truncated.
-    spool_segment_bytes: int = Field(8 * 1024 * 1024, ge=4096)
+    #: At most 1 GiB: the spool's index keeps record offsets in 32 bits (``spool_index``).
+    spool_segment_bytes: int = Field(8 * 1024 * 1024, ge=4096, le=1 << 30)
     spool_segment_max_age_s: float = Field(30.0, gt=0)
     #: Hard cap on the spool's disk use; past it envelopes go to Kafka unspooled.
     spool_max_bytes: int = Field(2 * 1024 * 1024 * 1024, ge=64 * 1024)
