@@ -49,9 +49,10 @@ def bare_kafka_loop(bootstrap: str, topic: str, count: int, *, partitions: int) 
                 started = time.monotonic()
             offsets: dict[tuple[str, int], int] = {}
             for message in batch:
-                if message.error() is not None:
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(str(message.error()))
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise RuntimeError(str(error))
                     continue
                 while True:
                     try:
@@ -59,7 +60,9 @@ def bare_kafka_loop(bootstrap: str, topic: str, count: int, *, partitions: int) 
                         break
                     except BufferError:
                         producer.poll(0.05)
-                offsets[(message.topic(), message.partition())] = message.offset() + 1
+                name, partition, offset = message.topic(), message.partition(), message.offset()
+                assert name is not None and partition is not None and offset is not None
+                offsets[(name, partition)] = offset + 1
                 copied += 1
             if offsets:
                 if producer.flush(60):

@@ -151,6 +151,37 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def drain_with_memory(store_url: str, target: int, warm: int, backlog: int,
+                      pids: dict[str, int]) -> dict[str, tuple[float, float, float]]:
+    """Wait until ``target`` rows are stored, sampling each role's RSS every 2 s.
+
+    Returns per role (RSS once 10 % of the backlog is stored, RSS at the end, peak), in
+    MB: "flat" is the end against the 10 % mark, past the start-up allocations.
+    """
+    early: dict[str, float] = {}
+    peak = dict.fromkeys(pids, 0.0)
+    deadline = time.monotonic() + max(600.0, backlog / 2000)
+    while (rows := count_rows(store_url)) < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"backlog not drained: {rows - warm} of {backlog} rows")
+        for name, pid in pids.items():
+            now = rss_mb(pid)
+            peak[name] = max(peak[name], now)
+            if name not in early and rows - warm >= backlog // 10:
+                early[name] = now
+        time.sleep(2.0)
+    last = {name: rss_mb(pid) for name, pid in pids.items()}
+    return {name: (early.get(name, last[name]), last[name], max(peak[name], last[name]))
+            for name in pids}
+
+
 def count_rows(store_url: str) -> int:
     return int(remote_query(store_url, "SELECT count() FROM events", "TabSeparated").strip())
 
@@ -201,7 +232,8 @@ def run(args: argparse.Namespace) -> None:
         source.flush()
         produce_s = time.monotonic() - start
         target = warm + args.backlog
-        wait_until(lambda: count_rows(store_url) >= target, 600, 0.5, message="backlog drained")
+        rss = drain_with_memory(store_url, target, warm, args.backlog,
+                                {name: pid for name, pid in pids.items() if name != "broker"})
         cpu_us = {name: (cpu_s(pid) - cpu_before[name]) / args.backlog * 1e6
                   for name, pid in pids.items()}
         first, last = (float(x) for x in remote_query(store_url, (
@@ -222,10 +254,12 @@ def run(args: argparse.Namespace) -> None:
         # 3. the physical limits, on the same machine, with the pipeline's roles stopped
         for role in reversed(roles):
             role.stop()
-        kafka_limit = bare_kafka_loop(bootstrap, topics.envelopes, source.sent,
+        # rates, so a million envelopes are enough however long the backlog was
+        kafka_limit = bare_kafka_loop(bootstrap, topics.envelopes,
+                                      min(source.sent, BARE_LOOP_MAX),
                                       partitions=args.partitions)
-        clickhouse_limit = bare_clickhouse_insert(event_rows(source.pool, args.backlog),
-                                                  args.sink_batch)
+        clickhouse_limit = bare_clickhouse_insert(
+            event_rows(source.pool, min(args.backlog, BARE_LOOP_MAX)), args.sink_batch)
         limit = min(kafka_limit, clickhouse_limit)
         print()
         print("| measure                                   | value      |")
@@ -243,6 +277,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"| rows / distinct ids / envelopes sent      | {rows}/{distinct}/{source.sent} |")
         for name, micros in cpu_us.items():
             print(f"| {name + ' CPU per envelope (µs)':<41} | {micros:>10.0f} |")
+        for name, (early, last, peak) in rss.items():
+            print(f"| {name + ' RSS at 10 % / end / peak (MB)':<41} | "
+                  f"{early:.0f} / {last:.0f} / {peak:.0f} ({last / early - 1:+.0%}) |")
         print(f"| bare Kafka consume→produce (msg/s)        | {kafka_limit:>10.0f} |")
         print(f"| bare ClickHouse insert (rows/s)           | {clickhouse_limit:>10.0f} |")
         print(f"| pipeline / slower bare loop               | {drain_rate / limit:>10.0%} |")
@@ -260,6 +297,9 @@ def run(args: argparse.Namespace) -> None:
         if args.keep:
             print(f"logs kept in {workdir}")
 
+
+#: The bare loops measure rates: they copy at most this many envelopes.
+BARE_LOOP_MAX = 1_000_000
 
 #: Freshness p99 targets (issue 18) by load, as a fraction of measured capacity.
 FRESHNESS_P99_TARGET_MS = {0.1: 1000.0, 0.5: 2000.0, 0.9: 5000.0}
