@@ -63,6 +63,7 @@ def main() -> int:
         ("Gateway: memory through a store outage", [str(BENCH / "spool_outage_bench.py"),
                                                      *(["--steps", "2"] if args.quick else [])]),
         ("Pipeline: envelopes/s and envelope-to-row latency", [str(BENCH / "pipeline_bench.py")]),
+        ("Gateway: added latency while the pipeline runs", [str(BENCH / "gateway_under_load.py")]),
         ("Chargeback over 1M events", [str(BENCH / "chargeback_bench.py"),
                                        "--events", "1000000"]),
     ]
