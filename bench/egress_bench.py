@@ -43,10 +43,8 @@ import asyncio
 import base64
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -63,12 +61,14 @@ from gateway_bench import (
     Processes,
     envelope_counts,
     gateway_argv,
+    gateway_rig,
     memory_mb,
     write_config,
     wrk,
+    wrk_missing,
 )
 
-from meterline.embedded import EmbeddedBroker, create_topics, free_port, wait_for_port
+from meterline.embedded import create_topics, free_port, wait_for_port
 from meterline.policy.messages import RequestMessage, message_hash, request_messages
 from meterline.policy.rules import EgressPolicy
 from meterline.policy.seal import Sealer
@@ -348,16 +348,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=2, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per target and concurrency")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
     rng = random.Random(12)
     scripts = body_scripts(rng)
-    workdir = Path(tempfile.mkdtemp(prefix="egress-bench-"))
-    broker = EmbeddedBroker(log_path=workdir / "broker.log")
-    processes = Processes()
-    broker.start()
-    try:
+    with gateway_rig("egress-bench") as (workdir, broker, processes):
         stub_port = free_port()
         processes.start([sys.executable, str(REPO_ROOT / "bench" / "gateway_stub.py"),
                          "--port", str(stub_port)], workdir / "stub.log")
@@ -401,9 +396,6 @@ def main() -> int:
         print("\nWhere the time goes: each step of the gate alone, in this process, median of 200:\n")
         print_breakdown(rng)
         return 0
-    finally:
-        processes.stop()
-        broker.stop()
 
 
 if __name__ == "__main__":

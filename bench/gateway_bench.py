@@ -138,6 +138,14 @@ class Processes:
                 process.kill()
 
 
+def wrk_missing() -> bool:
+    """True (with the line that says how to install it) when ``wrk`` is not on the PATH."""
+    if shutil.which("wrk") is not None:
+        return False
+    print("wrk not found: apt-get install wrk", file=sys.stderr)
+    return True
+
+
 @contextmanager
 def gateway_rig(name: str) -> Iterator[tuple[Path, EmbeddedBroker, Processes]]:
     """One bench run's work dir, embedded broker and subprocesses; all stopped after it."""
@@ -199,8 +207,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--ttfb-requests", type=int, default=1000)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
     with gateway_rig("gateway-bench") as (workdir, broker, processes):
         gateway_process, gateway, stub = start_gateway(processes, broker, workdir, "bench")

@@ -18,13 +18,12 @@ target, for both runs. Run: ``python bench/gateway_under_load.py``.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import threading
 import time
 from typing import Any
 
-from gateway_bench import BODIES, gateway_rig, start_gateway, wrk
+from gateway_bench import BODIES, gateway_rig, start_gateway, wrk, wrk_missing
 from pipeline_bench import EnvelopeSource, count_rows
 
 from meterline.embedded import free_port
@@ -62,8 +61,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=8000, help="pipeline envelopes/s")
     parser.add_argument("--seconds", type=int, default=15, help="per wrk run")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
     with gateway_rig("gateway-under-load") as (workdir, broker, processes):
         prefix = "load"

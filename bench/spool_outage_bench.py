@@ -15,11 +15,10 @@ Run: ``python bench/spool_outage_bench.py [--steps 6 --step-seconds 20 --concurr
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import urllib.request
 
-from gateway_bench import BODIES, gateway_rig, memory_mb, start_gateway, wrk
+from gateway_bench import BODIES, gateway_rig, memory_mb, start_gateway, wrk, wrk_missing
 
 HOUR_AT_1000 = 3_600_000
 
@@ -42,8 +41,7 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk not found: apt-get install wrk", file=sys.stderr)
+    if wrk_missing():
         return 2
     with gateway_rig("spool-outage-bench") as (workdir, broker, processes):
         gateway, url, _ = start_gateway(processes, broker, workdir, "outage")
