@@ -157,7 +157,7 @@ class Spool:
                 path.unlink()
                 continue
             seg = _Segment(first_seq, path, os.open(path, os.O_RDWR | os.O_APPEND),
-                           time.monotonic(), SegmentIndex(first_seq), size=result.good_bytes,
+                           time.monotonic(), SegmentIndex(), size=result.good_bytes,
                            synced_size=result.good_bytes, next_seq=result.records[-1].seq + 1)
             for record in result.records:
                 self._index(seg, record.offset, record.request_id)
@@ -221,7 +221,7 @@ class Spool:
     def _open_segment(self) -> _Segment:
         path = self.directory / fmt.segment_name(self._next_seq)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
-        seg = _Segment(self._next_seq, path, fd, time.monotonic(), SegmentIndex(self._next_seq),
+        seg = _Segment(self._next_seq, path, fd, time.monotonic(), SegmentIndex(),
                        next_seq=self._next_seq)
         self._segments[seg.first_seq] = seg
         self._firsts.append(seg.first_seq)  # the highest first seq yet

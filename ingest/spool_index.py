@@ -49,7 +49,6 @@ class SegmentIndex:
         "_open_ids",
         "_sorted_ids",
         "_sorted_positions",
-        "first_seq",
         "flags",
         "max_id",
         "min_id",
@@ -57,8 +56,7 @@ class SegmentIndex:
         "outstanding",
     )
 
-    def __init__(self, first_seq: int) -> None:
-        self.first_seq = first_seq
+    def __init__(self) -> None:
         self.offsets = array("I")
         self.flags = bytearray()
         self.outstanding = 0
@@ -68,15 +66,12 @@ class SegmentIndex:
         self._sorted_ids = _IdColumn(b"")
         self._sorted_positions = array("I")
 
-    def __len__(self) -> int:
-        return len(self.offsets)
-
     @property
     def sealed(self) -> bool:
         return self._open_ids is None
 
     def add(self, offset: int, request_id: bytes) -> None:
-        """Index the next record (seq ``first_seq + len(self)``) as outstanding."""
+        """Index the segment's next record (position ``len(offsets)``) as outstanding."""
         assert self._open_ids is not None, "a sealed segment takes no records"
         self._open_ids[request_id] = len(self.offsets)
         self.offsets.append(offset)
@@ -135,13 +130,6 @@ class SegmentIndex:
             found.append(position)
             position = flags.find(1, position + 1)
         return found
-
-    def memory_bytes(self) -> int:
-        """The index's own arrays (for tests and the spool's figures)."""
-        open_ids = len(self._open_ids) * 100 if self._open_ids is not None else 0
-        return (self.offsets.itemsize * len(self.offsets) + len(self.flags) + open_ids
-                + len(self._sorted_ids) * ID_BYTES
-                + self._sorted_positions.itemsize * len(self._sorted_positions))
 
 
 class SealedRanges:

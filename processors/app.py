@@ -104,7 +104,7 @@ def create_detector_app(settings: Settings, *, web_port: int | None = None) -> f
     @app.on_partitions_assigned.connect
     async def log_assignment(sender: Any, /, *args: Any, signal: Any = None,
                              **kwargs: Any) -> None:
-        assigned: set[Any] = args[0] if args else kwargs.get("assigned", set())
+        assigned: set[Any] = args[0] if args else set()
         by_topic: dict[str, list[int]] = {}
         for tp in assigned:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
