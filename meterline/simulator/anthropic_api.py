@@ -4,7 +4,9 @@ Prompt caching follows the request: text in blocks marked ``cache_control``
 is reported as a cache write the first time (5 minute, or 1 hour when the
 last marker says ``"ttl": "1h"``) and as a cache read on a repeat. Streams
 report usage as Anthropic does: input and cache counts in ``message_start``,
-the cumulative output count in ``message_delta``.
+the cumulative output count in ``message_delta``. Handlers answer the response
+and the usage billed for it (``None`` when nothing is billed: a refused call,
+count_tokens), whatever the client was shown.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.responses import Response
+
+from meterline.schemas import Usage
 
 from .knobs import Knobs, anthropic_error, json_response, sse_response
 from .text import PromptCache, answer, estimate_tokens, ident, sse_event, text_of
@@ -41,17 +45,21 @@ def _invalid(body: dict[str, Any]) -> Response | None:
     return None
 
 
-def count_tokens(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
-    if (invalid := _invalid(body)) is not None:
-        return invalid
-    return json_response({"input_tokens": estimate_tokens(_prompt(body))})
+#: What a handler answers: the response, and the usage billed for it (None: nothing billed).
+Served = tuple[Response, Usage | None]
 
 
-def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+def count_tokens(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     if (invalid := _invalid(body)) is not None:
-        return invalid
+        return invalid, None
+    return json_response({"input_tokens": estimate_tokens(_prompt(body))}), None
+
+
+def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
+    if (invalid := _invalid(body)) is not None:
+        return invalid, None
     if not isinstance(body.get("max_tokens"), int):
-        return anthropic_error(400, "max_tokens: Field required")
+        return anthropic_error(400, "max_tokens: Field required"), None
     model = body["model"]
     prompt = _prompt(body)
     write_5m = write_1h = read = 0
@@ -74,6 +82,9 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response
         "cache_creation": {"ephemeral_5m_input_tokens": write_5m,
                            "ephemeral_1h_input_tokens": write_1h},
         "service_tier": "standard"}
+    billed = Usage(input_tokens=input_tokens, output_tokens=output, cache_read_tokens=read,
+                   cache_write_5m_tokens=write_5m, cache_write_1h_tokens=write_1h,
+                   source="provider")
     message: dict[str, Any] = {
         "id": ident("msg_", prompt), "type": "message", "role": "assistant", "model": model,
         "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
@@ -81,7 +92,7 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response
     if not body.get("stream"):
         if knobs.no_usage:
             del message["usage"]
-        return json_response(message)
+        return json_response(message), billed
     start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
     if knobs.no_usage:
         del start["usage"]
@@ -100,4 +111,4 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response
     events += [sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),
                sse_event("message_delta", delta),
                sse_event("message_stop", {"type": "message_stop"})]
-    return sse_response(events, knobs)
+    return sse_response(events, knobs), billed

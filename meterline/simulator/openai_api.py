@@ -1,8 +1,10 @@
 """The OpenAI wire format: chat completions, Responses, embeddings.
 
 Each handler takes the parsed request body and answers as OpenAI does, whole
-or streamed. Streams report usage the way OpenAI does: chat completions only
-when ``stream_options.include_usage`` is set (then every chunk carries
+or streamed, with the usage the call is billed (``None`` for a refused call):
+billed even when ``x-sim-no-usage`` hides it from the client or a stream is
+cut. Streams report usage the way OpenAI does: chat completions only when
+``stream_options.include_usage`` is set (then every chunk carries
 ``"usage":null`` and a last chunk with empty ``choices`` carries the counts),
 the Responses API always, in ``response.completed``.
 """
@@ -18,6 +20,8 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+
+from meterline.schemas import Usage
 
 from .knobs import Knobs, json_response, openai_error, sse_response
 from .text import (
@@ -42,6 +46,17 @@ def _usage_counts(prompt: str, text: str, model: str, cache: PromptCache,
     return prompt_tokens, cached, completion + reasoning, reasoning
 
 
+#: What a handler answers: the response, and the usage billed for it (None: nothing billed).
+Served = tuple[Response, Usage | None]
+
+
+def _billed(prompt_tokens: int, cached: int, output: int, reasoning: int, tier: str) -> Usage:
+    """The usage billed, in ``Usage``'s convention (uncached input; "" the default tier)."""
+    return Usage(input_tokens=prompt_tokens - cached, output_tokens=output,
+                 cache_read_tokens=cached, reasoning_tokens=reasoning, source="provider",
+                 service_tier="" if tier == "default" else tier)
+
+
 def _served_tier(body: dict[str, Any]) -> str:
     """The ``service_tier`` OpenAI reports: the one asked for if it offers it, else default."""
     asked = body.get("service_tier")
@@ -52,12 +67,12 @@ def _spaced_json(data: Any) -> bytes:
     return json.dumps(data).encode()
 
 
-def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     model = body.get("model")
     messages = body.get("messages")
     if not isinstance(model, str) or not isinstance(messages, list):
         return openai_error(400, "you must provide a model parameter and a messages array",
-                            param="model" if not isinstance(model, str) else "messages")
+                            param="model" if not isinstance(model, str) else "messages"), None
     prompt = "\n".join(text_of(m.get("content")) for m in messages if isinstance(m, dict))
     text = answer(prompt, int(body.get("max_tokens") or body.get("max_completion_tokens") or 256))
     prompt_tokens, cached, output, reasoning = _usage_counts(prompt, text, model, cache,
@@ -69,12 +84,13 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
     base: dict[str, Any] = {"id": ident("chatcmpl-", prompt), "object": "chat.completion",
                             "created": created_s(prompt), "model": model,
                             "service_tier": _served_tier(body)}
+    billed = _billed(prompt_tokens, cached, output, reasoning, base["service_tier"])
     if not body.get("stream"):
         reply = {**base, "choices": [{"index": 0, "finish_reason": "stop", "message": {
             "role": "assistant", "content": text}}]}
         if not knobs.no_usage:
             reply["usage"] = usage
-        return json_response(reply)
+        return json_response(reply), billed
     with_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     encode: Callable[[Any], bytes] = _spaced_json if knobs.spaced_json else orjson.dumps
     base["object"] = "chat.completion.chunk"
@@ -89,7 +105,7 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
     if with_usage and not knobs.no_usage:
         events.append(sse_event(None, encode({**base, "choices": [], "usage": usage})))
     events.append(sse_event(None, b"[DONE]"))
-    return sse_response(events, knobs)
+    return sse_response(events, knobs), billed
 
 
 def _responses_prompt(body: dict[str, Any]) -> str:
@@ -102,11 +118,11 @@ def _responses_prompt(body: dict[str, Any]) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def responses(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+def responses(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     model = body.get("model")
     if not isinstance(model, str) or "input" not in body:
         return openai_error(400, "you must provide a model parameter and an input",
-                            param="model" if not isinstance(model, str) else "input")
+                            param="model" if not isinstance(model, str) else "input"), None
     prompt = _responses_prompt(body)
     text = answer(prompt, int(body.get("max_output_tokens") or 256))
     prompt_tokens, cached, output, reasoning = _usage_counts(prompt, text, model, cache)
@@ -122,8 +138,9 @@ def responses(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Respons
         "status": "completed", "model": model, "output": [item], "parallel_tool_calls": True,
         "tool_choice": "auto", "tools": [], "service_tier": _served_tier(body),
         "usage": None if knobs.no_usage else usage}
+    billed = _billed(prompt_tokens, cached, output, reasoning, done["service_tier"])
     if not body.get("stream"):
-        return json_response(done)
+        return json_response(done), billed
     started = {**done, "status": "in_progress", "output": [], "usage": None}
     names_data: list[tuple[str, dict[str, Any]]] = [
         ("response.created", {"response": started}),
@@ -146,7 +163,7 @@ def responses(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Respons
     ]
     events = [sse_event(name, {"type": name, "sequence_number": number, **data})
               for number, (name, data) in enumerate(names_data)]
-    return sse_response(events, knobs)
+    return sse_response(events, knobs), billed
 
 
 def _vector(text: str, dimensions: int) -> list[float]:
@@ -154,11 +171,11 @@ def _vector(text: str, dimensions: int) -> list[float]:
     return [round((byte - 127.5) / 127.5, 4) for byte in digest[:dimensions]]
 
 
-def embeddings(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Response:
+def embeddings(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     model, raw = body.get("model"), body.get("input")
     if not isinstance(model, str) or raw is None:
         return openai_error(400, "you must provide a model parameter and an input",
-                            param="model" if not isinstance(model, str) else "input")
+                            param="model" if not isinstance(model, str) else "input"), None
     inputs = [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and
                                                isinstance(raw[0], int)) else list(raw)
     dimensions = int(body.get("dimensions") or 16)
@@ -175,4 +192,4 @@ def embeddings(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Respon
     reply: dict[str, Any] = {"object": "list", "data": data, "model": model}
     if not knobs.no_usage:
         reply["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
-    return json_response(reply)
+    return json_response(reply), Usage(input_tokens=tokens, source="provider")

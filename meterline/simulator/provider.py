@@ -14,11 +14,26 @@ When built with ``api_key``, every call must present that key (Bearer,
 ``x-api-key`` or ``api-key``) or is refused with 401 in the provider's format,
 as a real provider would; the headers of the last call are kept in
 ``app.state.last_headers`` so tests can check what the gateway forwarded.
+
+It also bills: every successful chat, Responses, embeddings and messages call
+is recorded, with the usage it was billed, in a ``ServedBook``
+(``app.state.served``) -- streams cut short and ``x-sim-no-usage`` calls
+included, since a provider bills them; count_tokens is free. The providers'
+admin report APIs are served from that book (see ``reports_api``): OpenAI's
+``/v1/organization/usage/completions``, ``/usage/embeddings``, ``/costs``,
+``/projects`` and ``/projects/{id}/api_keys``; Anthropic's
+``/v1/organizations/usage_report/messages``, ``/cost_report`` and ``/api_keys``.
+They take ``admin_key`` when it is set (any key when None). Calls are billed to
+the presented key, in project ``x-sim-project`` (OpenAI) or workspace
+``x-sim-workspace`` (Anthropic) when given. ``POST /sim/served`` tells the
+provider about calls it served without being sent them (volume runs);
+``DELETE /sim/served`` empties the book.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -27,13 +42,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meterline.schemas import Usage
+
 from . import anthropic_api, openai_api
 from .knobs import Knobs, anthropic_error, apply_delay, json_response, openai_error, simulated_error
+from .reports_api import report_routes
+from .served import ServedBook
 from .text import PromptCache, created_s, estimate_tokens
 
 __all__ = ["create_provider_app", "estimate_tokens"]
 
-Handler = Callable[[dict[str, Any], Knobs, PromptCache], Response]
+Handler = Callable[[dict[str, Any], Knobs, PromptCache], tuple[Response, Usage | None]]
 
 #: The models the simulator lists; it answers for any model name regardless.
 LISTED_MODELS = ("gpt-4o-mini", "gpt-4.1", "o4-mini", "text-embedding-3-small",
@@ -58,8 +77,10 @@ def _list_models(anthropic: bool) -> Response:
         for name in LISTED_MODELS]})
 
 
-def create_provider_app(*, api_key: str | None = None) -> Starlette:
+def create_provider_app(*, api_key: str | None = None, admin_key: str | None = None,
+                        served: ServedBook | None = None) -> Starlette:
     cache = PromptCache()
+    book = served if served is not None else ServedBook()
 
     def gate(request: Request, anthropic: bool) -> Response | None:
         request.app.state.last_headers = dict(request.headers)
@@ -69,7 +90,10 @@ def create_provider_app(*, api_key: str | None = None) -> Starlette:
             return openai_error(401, "Incorrect API key provided.", code="invalid_api_key")
         return None
 
-    def endpoint(handler: Handler, anthropic: bool) -> Callable[[Request], Any]:
+    def endpoint(handler: Handler, surface: str) -> Callable[[Request], Any]:
+        kind = surface.partition(".")[0]
+        anthropic = kind == "anthropic"
+
         async def handle(request: Request) -> Response:
             if (refused := gate(request, anthropic)) is not None:
                 return refused
@@ -84,7 +108,12 @@ def create_provider_app(*, api_key: str | None = None) -> Starlette:
             if not isinstance(body, dict):
                 message = "The request body is not valid JSON."
                 return anthropic_error(400, message) if anthropic else openai_error(400, message)
-            return handler(body, knobs, cache)
+            response, usage = handler(body, knobs, cache)
+            if usage is not None and 200 <= response.status_code < 300:
+                scope = request.headers.get("x-sim-workspace" if anthropic else "x-sim-project")
+                book.record(datetime.now(UTC), kind, _presented_key(request), body["model"],
+                            surface, usage, scope or "")
+            return response
         return handle
 
     async def models(request: Request) -> Response:
@@ -98,13 +127,19 @@ def create_provider_app(*, api_key: str | None = None) -> Starlette:
         return _list_models(anthropic)
 
     app = Starlette(routes=[
-        Route("/v1/chat/completions", endpoint(openai_api.chat, False), methods=["POST"]),
-        Route("/v1/responses", endpoint(openai_api.responses, False), methods=["POST"]),
-        Route("/v1/embeddings", endpoint(openai_api.embeddings, False), methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/messages", endpoint(anthropic_api.messages, True), methods=["POST"]),
-        Route("/v1/messages/count_tokens", endpoint(anthropic_api.count_tokens, True),
+        Route("/v1/chat/completions", endpoint(openai_api.chat, "openai.chat"),
               methods=["POST"]),
+        Route("/v1/responses", endpoint(openai_api.responses, "openai.responses"),
+              methods=["POST"]),
+        Route("/v1/embeddings", endpoint(openai_api.embeddings, "openai.embeddings"),
+              methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/messages", endpoint(anthropic_api.messages, "anthropic.messages"),
+              methods=["POST"]),
+        Route("/v1/messages/count_tokens",
+              endpoint(anthropic_api.count_tokens, "anthropic.count_tokens"), methods=["POST"]),
+        *report_routes(book, admin_key),
     ])
     app.state.last_headers = {}
+    app.state.served = book
     return app
