@@ -27,7 +27,8 @@ def test_the_docs_have_at_least_ten_queries() -> None:
 def test_doc_query_runs_on_the_read_only_path(sql: str, clickhouse: tuple[Any, str],
                                               chdb_settings: ClickHouseSettings) -> None:
     client, database = clickhouse
-    recent = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    # the last three hours up to now, so "since the start of today" holds rows after midnight
+    recent = datetime.now(UTC) - timedelta(hours=3)
     EventWriter(client, database).write(event_messages(make_envelopes(200, start=recent,
                                                                       spread_hours=3)))
     reader = connect(chdb_settings, readonly=True, database=database)
