@@ -14,6 +14,8 @@ The steps, and what each guarantees:
    month, last month's team totals, spend per day): aggregates only.
 3. Reconcile: Σ cost and distinct request ids from ``events FINAL``, computed
    independently, must equal the report's total and request count exactly.
+   The footer also carries the check against the providers' own reports for
+   the month's days (``reconcile_providers``), as the reconcile job stored it.
    Events still arriving can make one pair of reads disagree, so a mismatch
    is read once more; if it persists the run fails with
    ``ReconciliationMismatch`` and *nothing* is written or sent.
@@ -49,6 +51,7 @@ from .chargeback_period import Month, month_before
 from .chargeback_query import fetch_daily, fetch_lines, fetch_team_totals, ledger_totals
 from .chargeback_render import render_html, render_lead_summaries
 from .errors import ReconciliationMismatch
+from .reconcile_providers import fetch_provider_check
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +104,8 @@ def read_chargeback(client: Any, database: str, settings: Settings, month: Month
                              ledger.requests)
         chargeback.reconciliation = rec
         if rec.balanced:
+            chargeback.provider_check = fetch_provider_check(client, database, window.first_day,
+                                                             window.end_day)
             return chargeback
         if attempt == 1:
             log.warning("chargeback %s does not reconcile yet, reading again in %.1fs",

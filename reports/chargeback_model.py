@@ -20,11 +20,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from meterline.schemas import Settings
 
 from .chargeback_period import Month, Window
 from .chargeback_query import DailySpend, Line
+
+if TYPE_CHECKING:
+    from .reconcile_providers import ProviderCheck
 
 ZERO = Decimal(0)
 UNATTRIBUTED = "Unattributed"
@@ -153,6 +157,8 @@ class Chargeback:
     teams: list[TeamChargeback]
     unattributed: TeamChargeback
     reconciliation: Reconciliation | None = None
+    #: The ledger against the providers' own reports over the month's days (the footer).
+    provider_check: ProviderCheck | None = None
 
     @property
     def all_teams(self) -> list[TeamChargeback]:

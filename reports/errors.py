@@ -7,6 +7,9 @@
     │                           or posted; the files stay, the run is failed (a
     │                           budget alert: Slack refused it or stayed down through
     │                           every retry; its claim is released for the next check)
+    ├── ProviderReportUnavailable  a provider's usage or cost report could not be
+    │                           read (unreachable, refused the admin key, not JSON);
+    │                           the reconcile run checks the other providers
     └── AlertConfigError        budget alerts cannot start: a webhook secret is
                                 missing from the environment or is not a usable URL;
                                 raised at start-up, listing every problem
@@ -37,3 +40,7 @@ class AlertConfigError(ReportError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("budget alerts cannot start:\n  " + "\n  ".join(problems))
+
+
+class ProviderReportUnavailable(ReportError):
+    """A provider's usage or cost report could not be read."""

@@ -39,6 +39,7 @@ from .envelope import (
 from .event import COST_SCALE, EVENT_SCHEMA_VERSION, Event, PriceSource
 from .ids import new_request_id, request_id_time
 from .kafka_settings import KafkaSettings
+from .reconcile_settings import ReconcileSettings
 from .settings import (
     AnomalySettings,
     AnomalyThresholds,
@@ -109,6 +110,7 @@ __all__ = [
     "PriceSource",
     "ProviderKind",
     "ProviderSettings",
+    "ReconcileSettings",
     "RepoRule",
     "RepoSource",
     "ReportSettings",

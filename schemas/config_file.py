@@ -110,7 +110,7 @@ def _forbid_inline_secrets(doc: _Located) -> list[str]:
     """Secrets belong in the environment; a file kept in git must not hold them."""
     problems = []
     for loc in doc.lines:
-        if loc and loc[-1] in {"api_key", "slack_webhook", "smtp_password"}:
+        if loc and loc[-1] in {"api_key", "admin_key", "slack_webhook", "smtp_password"}:
             problems.append(
                 f"{doc.path}:{doc.lines[loc]}: {'.'.join(map(str, loc))}: secrets are read from "
                 f"the environment only; name the variable with {loc[-1]}_env instead"
@@ -127,6 +127,9 @@ def _resolve_secrets(settings: Settings, environ: Mapping[str, str]) -> None:
     for provider in settings.providers.values():
         if provider.api_key is None and provider.api_key_env and environ.get(provider.api_key_env):
             provider.api_key = SecretStr(environ[provider.api_key_env])
+        if provider.admin_key is None and provider.admin_key_env and environ.get(
+                provider.admin_key_env):
+            provider.admin_key = SecretStr(environ[provider.admin_key_env])
         if provider.api_key is None and settings.demo_upstream:
             provider.base_url = settings.demo_upstream.rstrip("/")
     for team in settings.teams:

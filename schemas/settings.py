@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .egress import BodyPolicy, EgressSettings
 from .kafka_settings import KafkaSettings, _Section
+from .reconcile_settings import ReconcileSettings
 
 ProviderKind = Literal["openai", "anthropic", "azure", "openai_compatible", "simulated"]
 
@@ -182,6 +183,9 @@ class ProviderSettings(_Section):
     base_url: str
     api_key_env: str = ""
     api_key: SecretStr | None = None
+    #: The admin key that reads the provider's usage and cost reports (the reconcile job).
+    admin_key_env: str = ""
+    admin_key: SecretStr | None = None
     #: Azure OpenAI only: the api-version query parameter.
     api_version: str = ""
 
@@ -439,6 +443,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     store: StoreSettings = StoreSettings()
     reports: ReportSettings = ReportSettings()
+    reconcile: ReconcileSettings = ReconcileSettings()
     budgets: BudgetSettings = BudgetSettings()
     anomalies: AnomalySettings = AnomalySettings()
     egress: EgressSettings = EgressSettings()

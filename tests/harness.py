@@ -200,6 +200,7 @@ class Pipeline:
     def __init__(self, workdir: Path, bootstrap: str, simulator_url: str,
                  extra_config: dict[str, Any] | None = None, *, embedded: bool = True) -> None:
         self.workdir = workdir
+        self.simulator_url = simulator_url
         self.prefix = unique_prefix("pipe")
         self.bootstrap = bootstrap
         self.gateway_port = free_port()

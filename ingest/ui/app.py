@@ -206,6 +206,11 @@ def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
         return await ui.page(request, "buckets.html", "Unpriced and unattributed",
                              lambda viewer, f: pages.buckets(ui.reader, viewer, f))
 
+    @app.get("/ui/reconciliation")
+    async def reconciliation(request: Request) -> Response:
+        return await ui.page(request, "reconciliation.html", "Reconciliation",
+                             lambda viewer, f: pages.reconciliation(ui.reader, viewer, f))
+
     @app.get("/ui/activity")
     async def activity(request: Request) -> Response:
         return await ui.page(request, "activity.html", "Anomalies and alerts",

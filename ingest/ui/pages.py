@@ -196,6 +196,53 @@ async def buckets(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page
     ], {}, {})
 
 
+async def reconciliation(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
+    """The ledger against the providers' own reports, and spend that bypassed the gateway.
+
+    Organisation-wide (provider keys are not a team's), so admins only: a team
+    lead sees the page's explanation and no rows.
+    """
+    if not viewer.admin:
+        return Page([], {}, {"admin_only": True})
+    bound = {"rec_from": filters.start.isoformat(), "rec_to": filters.end.isoformat()}
+    span = "day >= {rec_from:Date} AND day <= {rec_to:Date}"
+    compared, unmetered = await reader.many([
+        ("SELECT toString(day) AS day_utc, provider, model, ledger_cost_usd, provider_cost_usd, "
+         "difference_usd, toInt64(provider_input_tokens) - toInt64(ledger_input_tokens) AS "
+         "input_gap, toInt64(provider_cache_read_tokens) - toInt64(ledger_cache_read_tokens) "
+         "AS cache_read_gap, toInt64(provider_cache_write_tokens) - "
+         "toInt64(ledger_cache_write_tokens) AS cache_write_gap, toInt64(provider_output_tokens)"
+         " - toInt64(ledger_output_tokens) AS output_gap, multiIf(over_tolerance, "
+         "'PAST TOLERANCE', difference_usd = 0 AND input_gap = 0 AND output_gap = 0, 'matches', "
+         "'within tolerance') AS status FROM provider_reconciliation FINAL "
+         f"WHERE finding = 'ledger' AND {span} ORDER BY over_tolerance DESC, abs(difference_usd) "
+         "DESC, day, provider, model LIMIT 1000", bound),
+        ("SELECT provider, api_key_id, scope, toString(min(day)) AS first_day, "
+         "toString(max(day)) AS last_day, sum(provider_cost_usd) AS spend_usd, "
+         "sum(provider_input_tokens + provider_cache_read_tokens + provider_cache_write_tokens) "
+         "AS input_tokens, sum(provider_output_tokens) AS output_tokens "
+         f"FROM provider_reconciliation FINAL WHERE finding = 'unmetered' AND {span} "
+         "GROUP BY provider, api_key_id, scope ORDER BY spend_usd DESC", bound),
+    ])
+    past = sum(row["status"] == "PAST TOLERANCE" for row in compared)
+    return Page([
+        table_from_rows("compared", "Ledger against the providers' reports (per UTC day and model)",
+                        compared, ["day_utc", "provider", "model", "ledger_cost_usd",
+                                   "provider_cost_usd", "difference_usd", "input_gap",
+                                   "cache_read_gap", "cache_write_gap", "output_gap", "status"],
+                        money_columns=["ledger_cost_usd", "provider_cost_usd", "difference_usd"],
+                        note="Gaps are the provider's count minus the ledger's, for the "
+                             "gateway's own provider keys."),
+        table_from_rows("unmetered", "Unmetered spend: provider keys the gateway does not hold",
+                        unmetered, ["provider", "api_key_id", "scope", "first_day", "last_day",
+                                    "spend_usd", "input_tokens", "output_tokens"],
+                        money_columns=["spend_usd"],
+                        count_columns=["input_tokens", "output_tokens"],
+                        note="Usage the provider reports with no gateway events: calls made "
+                             "around the gateway, priced at list price."),
+    ], {}, {"compared": len(compared), "past_tolerance": past, "unmetered_keys": len(unmetered)})
+
+
 async def activity(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
     scoped = _team_scope(viewer, filters)
     team_only = " AND team = {team:String}" if scoped.team else ""

@@ -1,5 +1,7 @@
 """``meterline report chargeback [--month YYYY-MM]``: a month's chargeback on demand.
 
+(``meterline report reconcile`` is in ``reconcile.py``.)
+
 Where the data is decides how it runs:
 
 - ClickHouse server (``http://`` DSN): connect directly and run it here.
@@ -42,6 +44,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     chargeback.add_argument("--no-deliver", action="store_true",
                             help="write the files but do not email or post them")
     chargeback.set_defaults(run=run_chargeback_command)
+    from .reconcile import register as register_reconcile
+
+    register_reconcile(reports)
 
 
 def store_is_running(settings: Settings, timeout_s: float = 2.0) -> bool:

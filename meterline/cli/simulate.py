@@ -6,8 +6,12 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from meterline.schemas import Settings
+from meterline.schemas import Envelope, Settings
+
+if TYPE_CHECKING:
+    from meterline.simulator.direct_keys import DirectStretch
 
 
 def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
@@ -24,11 +28,13 @@ def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from meterline.ingest import mint_key
+    from meterline.simulator.direct_keys import plant_direct_key
     from meterline.simulator.drive import (
         Progress,
         drive_gateway,
         mint_developer_keys,
         produce_envelopes,
+        simulator_url,
     )
     from meterline.simulator.organisation import Organisation
 
@@ -37,10 +43,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     envelopes = list(org.envelopes(start, end, volume=args.volume))
     if args.limit:
         envelopes = envelopes[: args.limit]
+    provider = simulator_url(settings.demo_upstream, settings.data_dir)
+    direct: list[Envelope] = []
+    stretch = None
+    if provider and not args.no_direct_key:
+        envelopes, direct, stretch = plant_direct_key(org, envelopes, start, end)
     print(f"simulating {len(envelopes):,} calls by {len(org.developers)} developers in "
           f"{len(org.teams)} teams, {start:%Y-%m-%d} to {end:%Y-%m-%d} (seed {args.seed})",
           file=sys.stderr)
+    if stretch is not None:
+        print(f"planted: {stretch.developer} makes {stretch.calls:,} {stretch.provider} calls "
+              f"with a personal key, bypassing the gateway, {stretch.start:%Y-%m-%d %H:%M} to "
+              f"{stretch.end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
     progress = Progress(len(envelopes), args.mode)
+    drive_started = datetime.now(UTC)
     if args.mode == "topic":
         result = produce_envelopes(settings.kafka, envelopes, progress=progress)
     else:
@@ -54,18 +70,57 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     print(f"sent {result.sent:,} ({result.failed:,} failed) in {result.seconds:.1f}s",
           file=sys.stderr)
     status = 0 if args.mode == "gateway" or result.failed == 0 else 1
+    if provider and status == 0:
+        _serve_at_provider(args.mode, provider, settings, envelopes, direct, stretch)
     if args.report and status == 0:
-        status = _report(args, settings, start, end, result.sent - result.failed)
+        days = (start, end) if args.mode == "topic" else (drive_started, datetime.now(UTC))
+        status = _report(args, settings, start, end, result.sent - result.failed, days)
     return status
 
 
-def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: datetime,
-            sent: int) -> int:
-    """Wait until the simulated calls are rows, then run the chargeback and an alert check.
+def _serve_at_provider(mode: str, provider: str, settings: Settings, envelopes: list[Envelope],
+                       direct: list[Envelope], stretch: DirectStretch | None) -> None:
+    """The provider's side of the run: what it served (its usage and cost reports).
 
-    What a newcomer opens after the demo: the month's chargeback (HTML, CSV,
-    lead summaries, reconciled with the ledger) and the budget alerts that
-    the month's spend makes due, shown as a dry run (nothing is posted).
+    In gateway mode the provider served the gateway's calls itself; the planted
+    direct calls are sent to it now, with the personal key. In topic mode the
+    envelopes never reached it, so it is told what a fleet of gateways had it
+    serve (with the key the demo gateway holds: none), and the direct calls.
+    """
+    from meterline.simulator.direct_keys import served_call
+    from meterline.simulator.drive import drive_direct, tell_provider_served
+
+    key, workspace = (stretch.key, stretch.workspace) if stretch is not None else ("", "")
+    if mode == "gateway":
+        if direct:
+            drive_direct(provider, direct, key, workspace)
+        return
+    gateway_key = {name: p.api_key.get_secret_value() if p.api_key else ""
+                   for name, p in settings.providers.items()}
+    calls = [call for envelope in envelopes
+             if (call := served_call(envelope, gateway_key.get(envelope.provider, ""))) is not None]
+    calls += [call for envelope in direct
+              if (call := served_call(envelope, key, workspace)) is not None]
+    try:
+        recorded = tell_provider_served(provider, calls)
+    except OSError as exc:
+        print(f"meterline simulate: the simulated provider at {provider} did not take the "
+              f"month's usage ({exc}); its reports will not show this run", file=sys.stderr)
+        return
+    print(f"the simulated provider at {provider} served {recorded:,} of these calls "
+          "(its usage and cost reports)", file=sys.stderr)
+
+
+def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: datetime,
+            sent: int, checked: tuple[datetime, datetime]) -> int:
+    """Wait until the simulated calls are rows, reconcile, run the chargeback and an alert check.
+
+    What a newcomer opens after the demo: the ledger checked against the
+    provider's own reports for the ``checked`` days (with the planted
+    direct-key spend it finds), the month's chargeback (HTML, CSV, lead
+    summaries, reconciled with the ledger and carrying the provider check in
+    its footer) and the budget alerts that the month's spend makes due, shown
+    as a dry run (nothing is posted).
     """
     from zoneinfo import ZoneInfo
 
@@ -78,6 +133,7 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
               f"{args.report_timeout:.0f}s; is the pipeline running (meterline up)?",
               file=sys.stderr)
         return 1
+    reconciled = _reconcile(settings, *checked)
     last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(settings.timezone))
     month = args.month or f"{last:%Y-%m}"
     print(f"\n{sent:,} calls are rows; the chargeback for {month}:", file=sys.stderr)
@@ -86,7 +142,25 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
     print(f"\nbudget alerts due at {end:%Y-%m-%d %H:%M} UTC (dry run, nothing sent):",
           file=sys.stderr)
     alerts = run_check_command(argparse.Namespace(dry_run=True, at=end.isoformat()), settings)
-    return status or alerts
+    return status or alerts or reconciled
+
+
+def _reconcile(settings: Settings, first: datetime, last: datetime) -> int:
+    """The provider check over the UTC days the run touched; 1 if it could not run."""
+    from meterline.cli.reconcile import print_reconcile, run_reconcile
+    from meterline.sinks import JobError
+
+    start = first.astimezone(UTC).date()
+    end = (last.astimezone(UTC) - timedelta(microseconds=1)).date() + timedelta(days=1)
+    print(f"\nthe ledger against the providers' usage and cost reports, {start} to {end}:",
+          file=sys.stderr)
+    try:
+        summary = run_reconcile(settings, {"from": str(start), "to": str(end), "alert": False})
+    except JobError as exc:
+        print(f"meterline simulate: reconciliation FAILED: {exc}", file=sys.stderr)
+        return 1
+    print_reconcile(summary)
+    return 1 if any(state.startswith("failed") for state in summary["sources"].values()) else 0
 
 
 def _wait_for_rows(settings: Settings, start: datetime, end: datetime, expected: int,
@@ -132,8 +206,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     parser.add_argument("--rate", type=float, default=20.0, help="calls/s in gateway mode")
     parser.add_argument("--gateway", default="", help="gateway URL (default from settings)")
     parser.add_argument("--report", action="store_true",
-                        help="when the calls are rows, run the month's chargeback and show the "
-                             "budget alerts due (dry run)")
+                        help="when the calls are rows, check the ledger against the provider's "
+                             "reports, run the month's chargeback and show the budget alerts "
+                             "due (dry run)")
+    parser.add_argument("--no-direct-key", action="store_true",
+                        help="do not plant the stretch of calls one developer makes with a "
+                             "personal key, bypassing the gateway (the reconcile check finds it)")
     parser.add_argument("--report-timeout", type=float, default=600.0,
                         help="seconds to wait for the rows before --report gives up")
     parser.set_defaults(run=run)

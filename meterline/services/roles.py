@@ -134,7 +134,7 @@ def run_store(settings: Settings) -> None:
         repair_recent,
     )
 
-    from .store_jobs import register_store_jobs
+    from .store_jobs import register_provider_reconcile, register_store_jobs
 
     stop = _stop_on_signals()
     writer_client = connect(settings.clickhouse)
@@ -147,6 +147,7 @@ def run_store(settings: Settings) -> None:
     repaired = repair_recent(writer_client, settings.clickhouse.database)
     log.info("start-up rollup repair wrote %d delta rows", repaired)
     register_store_jobs(jobs, settings, writer)
+    register_provider_reconcile(scheduler, jobs, settings)
     reader = connect(settings.clickhouse, readonly=True, database=settings.clickhouse.database,
                      limits=settings.store)
     queries = QueryServer(reader, settings.store.host, settings.store.port, jobs=jobs,

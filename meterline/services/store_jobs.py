@@ -15,14 +15,17 @@ offset is read in the configured ``timezone``):
 - ``reprice {"from", "to"}`` → ``RepriceResult.as_dict()``
 - ``reconcile {"from"?, "to"?}`` → ``Reconciliation.as_dict()``
 - ``repair_rollups {"from", "to"}`` → ``{"delta_rows": n}``
+- ``reconcile_providers {"from"?, "to"?, "alert"?}`` (UTC dates, ``to`` exclusive;
+  default the last ``reconcile.lookback_days`` days) → ``ReconcileRun.summary()``
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,7 +35,9 @@ import orjson
 from meterline.processors import PriceBook
 from meterline.processors.price_book import GENAI_PRICES_VERSION
 from meterline.processors.reprice import reprice_row
-from meterline.schemas import Settings
+from meterline.reports.provider_reports import ReportedUsage
+from meterline.reports.reconcile_providers import PriceFn, ProviderReconciler
+from meterline.schemas import Settings, Usage
 from meterline.sinks import EventWriter, JobArgumentError, JobRegistry, connect, migrate
 from meterline.sinks.reconcile import reconcile
 from meterline.sinks.reprice import reprice_range
@@ -98,6 +103,82 @@ def _repair(settings: Settings, writer: EventWriter, args: Mapping[str, Any]
         return {"delta_rows": repair_rollups(writer.client, writer.database, start, end)}
 
 
+def list_price(settings: Settings) -> PriceFn:
+    """Prices a provider's reported usage (a day's total) at the dated list rates.
+
+    A day's usage is many calls, so it is priced by the token, not as one
+    call: the per-token rate of each kind is read from a 1,000-token quote,
+    below any long-context tier. Used only for the foreign part of a project
+    or workspace that mixes the gateway's keys with others.
+    """
+    book = PriceBook(settings.prices, {name: p.kind for name, p in settings.providers.items()})
+    by_kind: dict[str, str] = {p.kind: name for name, p in reversed(settings.providers.items())}
+    unit = 1000
+
+    def price(kind: str, model: str, day: date, usage: ReportedUsage) -> Decimal:
+        tokens = usage.tokens
+        counts = {"input_tokens": tokens.input, "output_tokens": tokens.output,
+                  "cache_read_tokens": tokens.cache_read,
+                  "cache_write_5m_tokens": tokens.cache_write - usage.cache_write_1h,
+                  "cache_write_1h_tokens": usage.cache_write_1h}
+        at = datetime.combine(day, time(12), UTC)
+        total = Decimal(0)
+        for field, tokens_of_kind in counts.items():
+            if tokens_of_kind:
+                quote = book.quote(by_kind.get(kind, kind), model,
+                                   Usage(source="provider", **{field: unit}), at)
+                if quote is not None:
+                    total += quote.cost_usd * tokens_of_kind / unit
+        return total
+    return price
+
+
+def _utc_day(value: Any, name: str) -> date:
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError as exc:
+        raise JobArgumentError(f"{name}: not an ISO date: {value!r}") from exc
+
+
+def _reconcile_providers(settings: Settings, connect_: Callable[[], Any],
+                         args: Mapping[str, Any]) -> dict[str, Any]:
+    today = datetime.now(UTC).date()
+    end = _utc_day(args["to"], "to") if "to" in args else today
+    start = (_utc_day(args["from"], "from") if "from" in args
+             else end - timedelta(days=settings.reconcile.lookback_days))
+    if end <= start:
+        raise JobArgumentError(f"'to' ({end}) must be after 'from' ({start})")
+    reconciler = ProviderReconciler(connect_(), settings.clickhouse.database, settings,
+                                    list_price(settings))
+    return reconciler.run(start, end, alert=bool(args.get("alert", True))).summary()
+
+
+def register_provider_reconcile(scheduler: Any | None, jobs: JobRegistry,
+                                settings: Settings) -> None:
+    """``reconcile_providers`` on demand, and daily on ``reconcile.cron`` when enabled
+    and a ``scheduler`` is given.
+
+    Each run opens its own writable client (as the chargeback does), so a slow
+    provider never holds the sink's.
+    """
+    def open_client() -> Any:
+        return connect(settings.clickhouse)
+
+    jobs.register("reconcile_providers", partial(_reconcile_providers, settings, open_client))
+    if scheduler is None or not settings.reconcile.enabled:
+        return
+    from apscheduler.triggers.cron import CronTrigger
+
+    def daily() -> None:
+        ProviderReconciler(open_client(), settings.clickhouse.database, settings,
+                           list_price(settings)).run_scheduled()
+
+    scheduler.add_job(daily, CronTrigger.from_crontab(settings.reconcile.cron,
+                                                      timezone=settings.timezone),
+                      id="reconcile-providers", name="provider reconciliation",
+                      replace_existing=True, misfire_grace_time=6 * 3600)
+
+
 def register_store_jobs(jobs: JobRegistry, settings: Settings, writer: EventWriter) -> None:
     """Register ``reprice``, ``reconcile`` and ``repair_rollups`` on ``jobs``."""
     jobs.register("reprice", partial(_reprice, settings, writer))
@@ -112,4 +193,5 @@ def run_job_directly(settings: Settings, name: str, args: Mapping[str, Any]) -> 
     writer = EventWriter(client, settings.clickhouse.database, threading.RLock())
     jobs = JobRegistry()
     register_store_jobs(jobs, settings, writer)
+    register_provider_reconcile(None, jobs, settings)
     return jobs.run(name, args)

@@ -35,6 +35,7 @@ from meterline.embedded.broker import broker_argv
 from meterline.embedded.supervisor import ManagedProcess, role_argv
 from meterline.kafka import BrokerError
 from meterline.schemas import Settings, Topics
+from meterline.simulator.drive import SIMULATOR_URL_FILE
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,9 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
         supervisor.start("simulator", role_argv("simulator", "--port", str(sim_port)),
                          after_start=lambda: wait_for_port("127.0.0.1", sim_port, 15))
         supervisor.env["METERLINE_DEMO_UPSTREAM"] = f"http://127.0.0.1:{sim_port}"
+        # `meterline simulate` tells this simulator what a volume run "served" (its reports)
+        (Path(settings.data_dir) / SIMULATOR_URL_FILE).write_text(
+            f"http://127.0.0.1:{sim_port}\n", encoding="utf-8")
         print_(f"simulator   http://127.0.0.1:{sim_port} (serves providers without API keys)")
     if settings.egress.body_key is None:
         # message text crosses Kafka sealed with this run's key (see policy/seal.py)

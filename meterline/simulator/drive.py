@@ -16,8 +16,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import aiohttp
@@ -27,6 +30,53 @@ from confluent_kafka import Producer
 from meterline.schemas import SCHEMA_VERSION_HEADER, Envelope, KafkaSettings, Topics
 
 from .organisation import Developer
+
+#: Where ``meterline up`` writes the URL of the simulated provider it started (in data_dir).
+SIMULATOR_URL_FILE = "simulator.url"
+#: Calls per ``POST /sim/served`` request.
+_SERVED_BATCH = 20_000
+
+
+def simulator_url(demo_upstream: str, data_dir: str) -> str:
+    """The simulated provider serving this pipeline: configured, or the one ``up`` started."""
+    if demo_upstream:
+        return demo_upstream.rstrip("/")
+    try:
+        return (Path(data_dir) / SIMULATOR_URL_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+
+
+def tell_provider_served(provider_url: str, calls: list[dict[str, Any]]) -> int:
+    """Tell the simulated provider it served ``calls`` (``POST /sim/served``); the count."""
+    recorded = 0
+    for first in range(0, len(calls), _SERVED_BATCH):
+        body = orjson.dumps({"calls": calls[first:first + _SERVED_BATCH]})
+        request = urllib.request.Request(f"{provider_url}/sim/served", data=body, method="POST",
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            recorded += int(orjson.loads(response.read())["recorded"])
+    return recorded
+
+
+def drive_direct(provider_url: str, calls: list[Envelope], key: str,
+                 workspace: str) -> DriveResult:
+    """Send ``calls`` straight to the provider with ``key``, bypassing the gateway."""
+    started = time.monotonic()
+    failed = 0
+    for envelope in calls:
+        path, body = _request_for(envelope)
+        request = urllib.request.Request(
+            provider_url + path, data=orjson.dumps(body), method="POST",
+            headers={"content-type": "application/json", "x-api-key": key,
+                     "authorization": f"Bearer {key}", "anthropic-version": "2023-06-01",
+                     "user-agent": envelope.user_agent, "x-sim-workspace": workspace})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+        except (urllib.error.URLError, OSError):
+            failed += 1
+    return DriveResult(len(calls) - failed, failed, time.monotonic() - started)
 
 
 class Progress:

@@ -114,6 +114,11 @@ def test_the_readme_quickstart_works_on_a_fresh_clone(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         assert "chargeback 2026-10: " in result.stdout and "reconciled" in result.stdout
         assert "budget alerts due at 2026-11-01 00:00 UTC (dry run" in result.stderr
+        assert re.search(r"^ledger matches provider reports: \d+ model-days of "
+                         r"openai, anthropic, 2026-10-01 to 2026-11-01", result.stdout,
+                         flags=re.MULTILINE), result.stdout[-3000:]
+        assert re.search(r"^unmetered spend, \$[\d.]+ that bypassed the gateway",
+                         result.stdout, flags=re.MULTILINE), result.stdout[-3000:]
         assert re.search(r"^dry run at 2026-11-01T00:00:00\+00:00: 3 budgets, \d+ alerts due$",
                          result.stdout, flags=re.MULTILINE), result.stdout[-3000:]
 

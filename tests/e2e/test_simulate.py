@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from meterline.simulator.direct_keys import plant_direct_key
 from meterline.simulator.organisation import Organisation
+from meterline.simulator.served import provider_key_id
 from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
@@ -27,10 +30,14 @@ def _simulate(pipeline: Pipeline, *args: str) -> subprocess.CompletedProcess[str
 def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeline) -> None:
     result = _simulate(pipeline, "--month", "2026-09", "--seed", "11", "--volume", "0.5",
                        "--report")
-    start = datetime(2026, 9, 1, tzinfo=UTC)
-    expected = list(Organisation.demo(seed=11, timezone="UTC").envelopes(
-        start, datetime(2026, 10, 1, tzinfo=UTC), volume=0.5))
+    start, end = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)
+    org = Organisation.demo(seed=11, timezone="UTC")
+    expected, direct, stretch = plant_direct_key(org, list(org.envelopes(start, end, volume=0.5)),
+                                                 start, end)
+    assert stretch is not None and direct
     assert f"sent {len(expected):,} (0 failed)" in result.stderr
+    assert (f"planted: {stretch.developer} makes {stretch.calls:,} anthropic calls with a "
+            "personal key, bypassing the gateway") in result.stderr
     wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == str(len(expected)), 180,
                message=f"{len(expected)} rows")
     first, last = pipeline.sql("SELECT min(received_at), max(received_at) FROM events")[0]
@@ -46,6 +53,20 @@ def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeli
     assert rest.startswith(f"{len(expected):,} requests, reconciled with the events ledger")
     files = [Path(line) for line in result.stdout.splitlines() if line.startswith("/")]
     assert any(path.suffix == ".html" and path.stat().st_size > 0 for path in files), files
+    # ... the ledger against the provider's own reports: it matches, and the planted
+    # personal key is found as spend that bypassed the gateway ...
+    assert re.search(r"^ledger matches provider reports: \d+ model-days of openai, anthropic, "
+                     r"2026-09-01 to 2026-10-01", result.stdout, flags=re.MULTILINE), result.stdout
+    (unmetered,) = [line for line in result.stdout.splitlines()
+                    if line.startswith("unmetered spend, $")]
+    assert "that bypassed the gateway" in unmetered
+    key_lines = [line for line in result.stdout.splitlines()
+                 if provider_key_id("anthropic", stretch.key) in line]
+    assert key_lines and all(stretch.workspace in line for line in key_lines)
+    # ... its footer in the chargeback
+    html = next(path for path in files if path.suffix == ".html").read_text(encoding="utf-8")
+    assert "Against the providers' own reports" in html and "Unmetered" in html
+    assert "the ledger matches</span> for the gateway's provider keys" in html
     # ... and the budget alerts the month's spend makes due, as a dry run
     assert "budget alerts due at 2026-10-01 00:00 UTC (dry run" in result.stderr
 
@@ -53,7 +74,7 @@ def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeli
 def test_gateway_mode_sends_real_calls_with_each_developers_key(pipeline: Pipeline) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     result = _simulate(pipeline, "--mode", "gateway", "--days", "3", "--limit", "40",
-                       "--rate", "40")
+                       "--rate", "40", "--no-direct-key")
     assert "sent 40 (0 failed)" in result.stderr, result.stderr
     wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == "40", 120,
                message="40 rows")

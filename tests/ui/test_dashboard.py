@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
+from datetime import UTC, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from tests.ui.conftest import Loaded, screenshot
+from tests.ui.conftest import VOLUME, Loaded, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -166,3 +166,44 @@ def test_a_wrong_key_is_refused_at_login(browser: Any, loaded: Loaded) -> None:
     response = page.goto(f"{loaded.pipeline.gateway_url}/ui/keys")
     assert response is not None and response.url.endswith("/ui/login")
     page.close()
+
+
+def test_reconciliation_page_shows_each_model_day_and_the_gap(browser: Any,
+                                                                loaded: Loaded) -> None:
+    """The provider is told it served last month's calls, but one day's Sonnet calls
+    twice over: that model-day is past tolerance, the rest match; a lead sees no rows."""
+    from meterline.simulator.direct_keys import served_call
+    from meterline.simulator.drive import tell_provider_served
+    from meterline.sinks import remote_job
+    from tests.harness import TEST_STORE_OPERATOR_TOKEN
+
+    start, end = loaded.last_month_start, loaded.this_month_start
+    envelopes = list(loaded.org.envelopes(start, end, volume=VOLUME))
+    doubled_day = (start + timedelta(days=10)).astimezone(UTC).date()
+    served = [served_call(e, "") for e in envelopes]
+    served += [served_call(e, "") for e in envelopes if e.served_model == "claude-sonnet-4-5"
+               and e.received_at.astimezone(UTC).date() == doubled_day]
+    tell_provider_served(loaded.pipeline.simulator_url, [c for c in served if c is not None])
+    days = {"from": str(start.astimezone(UTC).date()), "to": str(end.astimezone(UTC).date()),
+            "alert": False}
+    summary = remote_job(loaded.pipeline.store_url, "reconcile_providers", days,
+                         token=TEST_STORE_OPERATOR_TOKEN)
+    assert len(summary["differences"]) == 1, summary["differences"]
+    assert summary["differences"][0].startswith(f"{doubled_day} anthropic claude-sonnet-4-5")
+
+    page = _login(browser, loaded, loaded.admin_key)
+    page.goto(f"{loaded.pipeline.gateway_url}/ui/reconciliation?from={start.date()}"
+              f"&to={(end - timedelta(days=1)).date()}")
+    rows = page.locator("#table-compared tbody tr").all_inner_texts()
+    assert len(rows) == summary["compared"] and len(rows) > 10
+    (past,) = [row for row in rows if "PAST TOLERANCE" in row]
+    assert str(doubled_day) in past and "claude-sonnet-4-5" in past
+    assert sum("matches" in row for row in rows) == len(rows) - 1
+    screenshot(page, "reconciliation")
+    page.context.close()
+
+    lead = _login(browser, loaded, loaded.lead_key)
+    lead.goto(f"{loaded.pipeline.gateway_url}/ui/reconciliation?from={start.date()}")
+    assert lead.locator("#table-compared").count() == 0
+    assert "an admin sees the findings here" in lead.inner_text("main")
+    lead.context.close()
