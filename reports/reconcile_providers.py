@@ -121,10 +121,12 @@ class Finding:
 
     def describe(self) -> str:
         if self.finding == "unmetered":
+            tokens = self.reported
+            all_input = tokens.input + tokens.cache_read + tokens.cache_write
             return (f"{self.day} {self.provider} {self.model}: ${self.reported_cost_usd:.2f} "
                     f"under key {self.api_key_id} ({self.scope}), which the gateway does not "
-                    f"hold: spend that bypassed the gateway ({self.reported.input:,} input, "
-                    f"{self.reported.output:,} output tokens)")
+                    f"hold: spend that bypassed the gateway ({all_input:,} input tokens, "
+                    f"{tokens.cache_read:,} of them cache reads, {tokens.output:,} output)")
         gap = self.reported - self.ledger
         return (f"{self.day} {self.provider} {self.model}: provider ${self.reported_cost_usd:.6f}"
                 f", ledger ${self.ledger_cost_usd:.6f} (difference ${self.difference_usd:.6f});"
@@ -279,6 +281,20 @@ class ReconcileRun:
         return checked and not self.failed and not self.differences and not any(
             f.over_tolerance for f in self.unmetered)
 
+    def unmetered_keys(self) -> list[dict[str, Any]]:
+        """Per foreign key: its provider, scope, days seen and spend, largest first."""
+        keys: dict[tuple[str, str, str], list[Finding]] = {}
+        for finding in self.unmetered:
+            keys.setdefault((finding.provider, finding.api_key_id, finding.scope),
+                            []).append(finding)
+        rows = [{"provider": provider, "api_key_id": key_id, "scope": scope,
+                 "first_day": str(min(f.day for f in found)),
+                 "last_day": str(max(f.day for f in found)),
+                 "models": sorted({f.model for f in found}),
+                 "cost_usd": str(sum((f.reported_cost_usd for f in found), Decimal(0)))}
+                for (provider, key_id, scope), found in keys.items()]
+        return sorted(rows, key=lambda row: -Decimal(row["cost_usd"]))
+
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "from": str(self.start), "to": str(self.end),
                 "sources": self.sources, "matches": self.matches,
@@ -287,6 +303,7 @@ class ReconcileRun:
                 "unmetered": [f.describe() for f in self.unmetered],
                 "unmetered_usd": str(sum((f.reported_cost_usd for f in self.unmetered),
                                          Decimal(0))),
+                "unmetered_keys": self.unmetered_keys(),
                 "alert_error": self.alert_error}
 
 

@@ -15,6 +15,13 @@ from pydantic import Field, field_validator
 from .kafka_settings import _Section
 
 
+def five_field_crontab(value: str, example: str) -> str:
+    """``value`` if it is a five-field crontab expression (APScheduler's ``from_crontab``)."""
+    if len(value.split()) != 5:
+        raise ValueError(f"must be a five-field crontab expression, e.g. '{example}'")
+    return value
+
+
 class ReconcileSettings(_Section):
     """When the reconcile job runs, how far back it looks, and what it tolerates.
 
@@ -39,6 +46,4 @@ class ReconcileSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("must be a five-field crontab expression, e.g. '0 7 * * *'")
-        return value
+        return five_field_crontab(value, "0 7 * * *")

@@ -27,7 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .egress import BodyPolicy, EgressSettings
 from .kafka_settings import KafkaSettings, _Section
-from .reconcile_settings import ReconcileSettings
+from .reconcile_settings import ReconcileSettings, five_field_crontab
 
 ProviderKind = Literal["openai", "anthropic", "azure", "openai_compatible", "simulated"]
 
@@ -171,9 +171,7 @@ class ReportSettings(_Section):
     @field_validator("chargeback_cron")
     @classmethod
     def _five_fields(cls, value: str) -> str:
-        if len(value.split()) != 5:
-            raise ValueError("must be a five-field crontab expression, e.g. '0 6 1 * *'")
-        return value
+        return five_field_crontab(value, "0 6 1 * *")
 
 
 class ProviderSettings(_Section):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from meterline.schemas import Settings
@@ -35,8 +36,10 @@ def run_reconcile(settings: Settings, job_args: Mapping[str, Any]) -> dict[str, 
         return run_job_directly(settings, JOB, job_args)
 
 
-def print_reconcile(summary: Mapping[str, Any], out: Any = sys.stdout) -> bool:
-    """The result as a newcomer reads it; True when everything matches."""
+def print_reconcile(summary: Mapping[str, Any], out: Any = sys.stdout, *,
+                    verbose: bool = False) -> bool:
+    """The result as a newcomer reads it (``verbose``: each unmetered day and model too);
+    True when everything matches."""
     for name, state in summary["sources"].items():
         if state != "checked":
             print(f"{name}: {state}", file=out)
@@ -50,10 +53,15 @@ def print_reconcile(summary: Mapping[str, Any], out: Any = sys.stdout) -> bool:
         print(f"ledger matches provider reports: {summary['compared']} model-days of "
               f"{', '.join(checked)}, {span}", file=out)
     if summary["unmetered"]:
-        print(f"unmetered spend, ${summary['unmetered_usd']} that bypassed the gateway "
-              "(usage under provider keys the gateway does not hold):", file=out)
-        for line in summary["unmetered"]:
-            print(f"  {line}", file=out)
+        print(f"unmetered spend, ${Decimal(summary['unmetered_usd']):.2f} that bypassed the "
+              "gateway (usage under provider keys the gateway does not hold):", file=out)
+        for key in summary["unmetered_keys"]:
+            print(f"  {key['provider']} key {key['api_key_id']} ({key['scope']}): "
+                  f"${Decimal(key['cost_usd']):.2f}, {key['first_day']} to {key['last_day']}, "
+                  f"{', '.join(key['models'])}", file=out)
+        if verbose:
+            for line in summary["unmetered"]:
+                print(f"    {line}", file=out)
     if summary.get("alert_error"):
         print(f"(not alerted: {summary['alert_error']})", file=out)
     return bool(summary["matches"])
@@ -72,7 +80,7 @@ def _command(args: argparse.Namespace, settings: Settings) -> int:
     except JobError as exc:
         print(f"meterline report reconcile: FAILED: {exc}", file=sys.stderr)
         return 1
-    return 0 if print_reconcile(summary) else 1
+    return 0 if print_reconcile(summary, verbose=args.verbose) else 1
 
 
 def register(reports: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,6 +88,8 @@ def register(reports: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "reconcile", help="check the ledger against the providers' usage and cost reports")
     parser.add_argument("--from", dest="start", default="", help="first UTC day (YYYY-MM-DD)")
     parser.add_argument("--to", dest="end", default="", help="day after the last (exclusive)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="list each day and model of the unmetered spend")
     parser.add_argument("--no-alert", action="store_true",
                         help="store the findings but post nothing to Slack")
     parser.set_defaults(run=_command)

@@ -67,6 +67,16 @@ def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeli
     html = next(path for path in files if path.suffix == ".html").read_text(encoding="utf-8")
     assert "Against the providers' own reports" in html and "Unmetered" in html
     assert "the ledger matches</span> for the gateway's provider keys" in html
+    # ... the same check on demand: exit 1, because spend bypassed the gateway
+    again = subprocess.run([sys.executable, "-m", "meterline.cli.main", "--config",
+                            str(pipeline.config), "report", "reconcile", "--from", "2026-09-01",
+                            "--to", "2026-10-01", "--no-alert", "--verbose"], capture_output=True, text=True,
+                           cwd=REPO_ROOT, timeout=120, env={**os.environ, **STORE_TOKEN_ENV})
+    assert again.returncode == 1, again.stderr
+    assert "ledger matches provider reports: " in again.stdout
+    assert unmetered in again.stdout
+    days = [line for line in again.stdout.splitlines() if line.startswith("    2026-09-")]
+    assert days and all(provider_key_id("anthropic", stretch.key) in line for line in days)
     # ... and the budget alerts the month's spend makes due, as a dry run
     assert "budget alerts due at 2026-10-01 00:00 UTC (dry run" in result.stderr
 

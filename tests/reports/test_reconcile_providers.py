@@ -222,3 +222,27 @@ def test_an_unreadable_provider_fails_alone_and_a_missing_admin_key_is_named(
 def test_a_key_is_the_gateways_when_its_redacted_hint_fits_a_secret_it_holds(
         hint: str, secret: str, matches: bool) -> None:
     assert hint_matches(hint, secret) is matches
+
+
+def test_the_store_schedules_the_daily_check_in_its_time_zone() -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from meterline.services.store_jobs import register_provider_reconcile
+    from meterline.sinks import JobArgumentError, JobRegistry
+
+    settings = Settings(timezone="Europe/Berlin", reconcile={"cron": "15 6 * * *"})
+    scheduler = BackgroundScheduler(timezone=settings.timezone)
+    jobs = JobRegistry()
+    register_provider_reconcile(scheduler, jobs, settings)
+    job = scheduler.get_job("reconcile-providers")
+    assert job is not None
+    assert str(job.trigger) == "cron[month='*', day='*', day_of_week='*', hour='6', minute='15']"
+    assert str(job.trigger.timezone) == "Europe/Berlin"
+    with pytest.raises(JobArgumentError, match=r"'to' \(2026-10-01\) must be after"):
+        jobs.run("reconcile_providers", {"from": "2026-10-05", "to": "2026-10-01"})
+    with pytest.raises(JobArgumentError, match="from: not an ISO date"):
+        jobs.run("reconcile_providers", {"from": "last tuesday"})
+
+    off = BackgroundScheduler(timezone="UTC")
+    register_provider_reconcile(off, JobRegistry(), Settings(reconcile={"enabled": False}))
+    assert off.get_job("reconcile-providers") is None

@@ -30,7 +30,8 @@ def test_every_bad_field_is_reported_with_file_and_line(tmp_path: Path) -> None:
         "  openai:\n"
         "    kind: openai\n"
         "    base_url: https://api.openai.com\n"
-        "    api_key: sk-live-secret\n")
+        "    api_key: sk-live-secret\n"
+        "    admin_key: sk-admin-live-secret\n")
     with pytest.raises(ConfigError) as caught:
         load_settings(str(path), environ={})
     text = str(caught.value)
@@ -38,7 +39,8 @@ def test_every_bad_field_is_reported_with_file_and_line(tmp_path: Path) -> None:
     assert f"{path}:3: kafka.partitions:" in text
     assert f"{path}:6: teams.0.budget_usd:" in text
     assert f"{path}:11: providers.openai.api_key: secrets are read from the environment" in text
-    assert "sk-live-secret" not in text
+    assert f"{path}:12: providers.openai.admin_key: secrets are read from the environment" in text
+    assert "sk-live-secret" not in text and "sk-admin-live-secret" not in text
 
 
 def test_invalid_yaml_names_the_line(tmp_path: Path) -> None:
@@ -53,14 +55,17 @@ def test_environment_overrides_file_and_secrets_come_from_environment(
     path = tmp_path / "meterline.yaml"
     path.write_text("kafka:\n  bootstrap_servers: file:9092\n  partitions: 3\n"
                     "providers:\n  openai:\n    kind: openai\n    base_url: https://api.openai.com\n"
-                    "    api_key_env: MY_OPENAI_KEY\n")
+                    "    api_key_env: MY_OPENAI_KEY\n    admin_key_env: MY_OPENAI_ADMIN_KEY\n")
     monkeypatch.setenv("METERLINE_KAFKA__BOOTSTRAP_SERVERS", "env:9092")
-    settings = load_settings(str(path), environ={"MY_OPENAI_KEY": "sk-from-env"})
+    settings = load_settings(str(path), environ={"MY_OPENAI_KEY": "sk-from-env",
+                                                 "MY_OPENAI_ADMIN_KEY": "sk-admin-from-env"})
     assert settings.kafka.bootstrap_servers == "env:9092"
     assert settings.kafka.partitions == 3
     key = settings.providers["openai"].api_key
     assert key is not None and key.get_secret_value() == "sk-from-env"
-    assert "sk-from-env" not in repr(settings)
+    admin = settings.providers["openai"].admin_key
+    assert admin is not None and admin.get_secret_value() == "sk-admin-from-env"
+    assert "sk-from-env" not in repr(settings) and "sk-admin-from-env" not in repr(settings)
 
 
 def test_demo_upstream_serves_only_providers_without_keys(tmp_path: Path) -> None:
