@@ -6,7 +6,7 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meterline.schemas import Envelope, Settings
 
@@ -115,12 +115,12 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
             sent: int, checked: tuple[datetime, datetime]) -> int:
     """Wait until the simulated calls are rows, reconcile, run the chargeback and an alert check.
 
-    What a newcomer opens after the demo: the ledger checked against the
-    provider's own reports for the ``checked`` days (with the planted
-    direct-key spend it finds), the month's chargeback (HTML, CSV, lead
+    What a newcomer opens after the demo: the month's chargeback (HTML, CSV, lead
     summaries, reconciled with the ledger and carrying the provider check in
     its footer) and the budget alerts that the month's spend makes due, shown
-    as a dry run (nothing is posted).
+    as a dry run (nothing is posted). It ends with the ledger checked against
+    the provider's own reports for the ``checked`` days, and the planted
+    direct-key spend that check finds.
     """
     from zoneinfo import ZoneInfo
 
@@ -133,7 +133,8 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
               f"{args.report_timeout:.0f}s; is the pipeline running (meterline up)?",
               file=sys.stderr)
         return 1
-    reconciled = _reconcile(settings, *checked)
+    # checked before the chargeback, whose footer carries it; shown last, as the run's verdict
+    summary = _reconcile(settings, *checked)
     last = (end - timedelta(seconds=1)).astimezone(ZoneInfo(settings.timezone))
     month = args.month or f"{last:%Y-%m}"
     print(f"\n{sent:,} calls are rows; the chargeback for {month}:", file=sys.stderr)
@@ -142,25 +143,29 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
     print(f"\nbudget alerts due at {end:%Y-%m-%d %H:%M} UTC (dry run, nothing sent):",
           file=sys.stderr)
     alerts = run_check_command(argparse.Namespace(dry_run=True, at=end.isoformat()), settings)
-    return status or alerts or reconciled
+    if summary is None:
+        return 1
+    from meterline.cli.reconcile import print_reconcile
+
+    print("\nthe ledger against the providers' usage and cost reports, "
+          f"{summary['from']} to {summary['to']}:", file=sys.stderr)
+    print_reconcile(summary)
+    failed = any(state.startswith("failed") for state in summary["sources"].values())
+    return status or alerts or int(failed)
 
 
-def _reconcile(settings: Settings, first: datetime, last: datetime) -> int:
-    """The provider check over the UTC days the run touched; 1 if it could not run."""
-    from meterline.cli.reconcile import print_reconcile, run_reconcile
+def _reconcile(settings: Settings, first: datetime, last: datetime) -> dict[str, Any] | None:
+    """The provider check over the UTC days the run touched; None if it could not run."""
+    from meterline.cli.reconcile import run_reconcile
     from meterline.sinks import JobError
 
     start = first.astimezone(UTC).date()
     end = (last.astimezone(UTC) - timedelta(microseconds=1)).date() + timedelta(days=1)
-    print(f"\nthe ledger against the providers' usage and cost reports, {start} to {end}:",
-          file=sys.stderr)
     try:
-        summary = run_reconcile(settings, {"from": str(start), "to": str(end), "alert": False})
+        return run_reconcile(settings, {"from": str(start), "to": str(end), "alert": False})
     except JobError as exc:
         print(f"meterline simulate: reconciliation FAILED: {exc}", file=sys.stderr)
-        return 1
-    print_reconcile(summary)
-    return 1 if any(state.startswith("failed") for state in summary["sources"].values()) else 0
+        return None
 
 
 def _wait_for_rows(settings: Settings, start: datetime, end: datetime, expected: int,

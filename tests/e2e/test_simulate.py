@@ -79,6 +79,9 @@ def test_topic_mode_lands_every_simulated_call_with_its_history(pipeline: Pipeli
     assert days and all(provider_key_id("anthropic", stretch.key) in line for line in days)
     # ... and the budget alerts the month's spend makes due, as a dry run
     assert "budget alerts due at 2026-10-01 00:00 UTC (dry run" in result.stderr
+    # the run ends with the provider check: its verdict is the last thing a newcomer reads
+    assert result.stdout.rstrip().splitlines()[-1].startswith("  anthropic key apikey_")
+    assert result.stdout.index("dry run at") < result.stdout.index("ledger matches provider")
 
 
 def test_gateway_mode_sends_real_calls_with_each_developers_key(pipeline: Pipeline) -> None:
