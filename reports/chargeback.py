@@ -51,7 +51,7 @@ from .chargeback_period import Month, month_before
 from .chargeback_query import fetch_daily, fetch_lines, fetch_team_totals, ledger_totals
 from .chargeback_render import render_html, render_lead_summaries
 from .errors import ReconciliationMismatch
-from .reconcile_providers import fetch_provider_check
+from .reconcile_findings import fetch_provider_check
 
 log = logging.getLogger(__name__)
 

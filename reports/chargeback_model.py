@@ -28,7 +28,7 @@ from .chargeback_period import Month, Window
 from .chargeback_query import DailySpend, Line
 
 if TYPE_CHECKING:
-    from .reconcile_providers import ProviderCheck
+    from .reconcile_findings import ProviderCheck
 
 ZERO = Decimal(0)
 UNATTRIBUTED = "Unattributed"

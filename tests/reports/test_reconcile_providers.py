@@ -19,7 +19,8 @@ from pydantic import SecretStr
 
 from meterline.processors import PriceBook
 from meterline.reports.provider_reports import Tokens, hint_matches
-from meterline.reports.reconcile_providers import ProviderReconciler, fetch_provider_check
+from meterline.reports.reconcile_findings import fetch_provider_check
+from meterline.reports.reconcile_providers import ProviderReconciler
 from meterline.schemas import Envelope, Settings
 from meterline.services.store_jobs import list_price
 from meterline.simulator import create_provider_app
