@@ -29,8 +29,6 @@ COLUMNS = ["day", "provider", "model", "finding", "api_key_id", "scope", "run_id
             "difference_usd", "over_tolerance", "alerted"]
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One compared (day, provider, model), or one key's unmetered spend."""
@@ -80,7 +78,6 @@ def _stored(amount: Decimal) -> Decimal:
     return amount.quantize(SCALE)
 
 
-
 @dataclass(slots=True)
 class ReconcileRun:
     """What one run found: per upstream "checked" or why not, and every finding."""
@@ -128,7 +125,7 @@ class ReconcileRun:
 
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "from": str(self.start), "to": str(self.end),
-                "sources": self.sources, "matches": self.matches,
+                "sources": self.sources, "failed": self.failed, "matches": self.matches,
                 "compared": sum(f.finding == "ledger" for f in self.findings),
                 "differences": [f.describe() for f in self.differences],
                 "unmetered": [f.describe() for f in self.unmetered],
@@ -136,7 +133,6 @@ class ReconcileRun:
                                          Decimal(0))),
                 "unmetered_keys": self.unmetered_keys(),
                 "alert_error": self.alert_error}
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,10 +151,6 @@ class ProviderCheck:
     over_tolerance_count: int
     #: Of those, the (day, model)s where the ledger and the gateway keys' report differ.
     differences: int
-
-    @property
-    def matches(self) -> bool:
-        return self.days_checked > 0 and self.over_tolerance_count == 0
 
 
 def fetch_provider_check(client: Any, database: str, first_day: date,

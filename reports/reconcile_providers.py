@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 #: Prices usage at list price: (provider kind, model, day, usage) → USD.
 PriceFn = Callable[[str, str, date, ReportedUsage], Decimal]
 REPORTED_KINDS = ("openai", "anthropic")
+
+
 @dataclass(frozen=True, slots=True)
 class Source:
     """One upstream whose reports are read: its kind, URL, admin key, and the gateway's keys."""
@@ -265,8 +267,8 @@ class ProviderReconciler:
                 text, blocks, what=f"reconcile run {run.run_id}")
         except DeliveryFailed as exc:
             return run.findings, str(exc)
-        posted = set(map(id, due))
-        return [replace(f, alerted=True) if id(f) in posted else f for f in run.findings], ""
+        # posted: every finding past tolerance is now alerted (``due`` was those not yet)
+        return [replace(f, alerted=True) if f.over_tolerance else f for f in run.findings], ""
 
     def _store(self, run: ReconcileRun) -> None:
         if not run.findings:

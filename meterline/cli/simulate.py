@@ -14,6 +14,10 @@ if TYPE_CHECKING:
     from meterline.simulator.direct_keys import DirectStretch
 
 
+#: Calls/s of the planted direct-key calls in gateway mode (straight to the provider).
+DIRECT_RATE_PER_S = 500.0
+
+
 def _range(args: argparse.Namespace) -> tuple[datetime, datetime]:
     if args.month:
         try:
@@ -88,12 +92,14 @@ def _serve_at_provider(mode: str, provider: str, settings: Settings, envelopes: 
     serve (with the key the demo gateway holds: none), and the direct calls.
     """
     from meterline.simulator.direct_keys import served_call
-    from meterline.simulator.drive import drive_direct, tell_provider_served
+    from meterline.simulator.drive import drive_gateway, tell_provider_served
 
     key, workspace = (stretch.key, stretch.workspace) if stretch is not None else ("", "")
     if mode == "gateway":
         if direct:
-            drive_direct(provider, direct, key, workspace)
+            drive_gateway(provider, direct, {e.key_id: key for e in direct},
+                          rate_per_s=DIRECT_RATE_PER_S,
+                          extra_headers={"x-sim-workspace": workspace})
         return
     gateway_key = {name: p.api_key.get_secret_value() if p.api_key else ""
                    for name, p in settings.providers.items()}
@@ -150,8 +156,7 @@ def _report(args: argparse.Namespace, settings: Settings, start: datetime, end: 
     print("\nthe ledger against the providers' usage and cost reports, "
           f"{summary['from']} to {summary['to']}:", file=sys.stderr)
     print_reconcile(summary)
-    failed = any(state.startswith("failed") for state in summary["sources"].values())
-    return status or alerts or int(failed)
+    return status or alerts or int(bool(summary["failed"]))
 
 
 def _reconcile(settings: Settings, first: datetime, last: datetime) -> dict[str, Any] | None:

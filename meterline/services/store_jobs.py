@@ -133,18 +133,11 @@ def list_price(settings: Settings) -> PriceFn:
     return price
 
 
-def _utc_day(value: Any, name: str) -> date:
-    try:
-        return date.fromisoformat(str(value)[:10])
-    except ValueError as exc:
-        raise JobArgumentError(f"{name}: not an ISO date: {value!r}") from exc
-
-
 def _reconcile_providers(settings: Settings, connect_: Callable[[], Any],
                          args: Mapping[str, Any]) -> dict[str, Any]:
     today = datetime.now(UTC).date()
-    end = _utc_day(args["to"], "to") if "to" in args else today
-    start = (_utc_day(args["from"], "from") if "from" in args
+    end = parse_moment(args["to"], "UTC", "to").date() if "to" in args else today
+    start = (parse_moment(args["from"], "UTC", "from").date() if "from" in args
              else end - timedelta(days=settings.reconcile.lookback_days))
     if end <= start:
         raise JobArgumentError(f"'to' ({end}) must be after 'from' ({start})")

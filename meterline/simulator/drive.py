@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -57,26 +56,6 @@ def tell_provider_served(provider_url: str, calls: list[dict[str, Any]]) -> int:
         with urllib.request.urlopen(request, timeout=120) as response:
             recorded += int(orjson.loads(response.read())["recorded"])
     return recorded
-
-
-def drive_direct(provider_url: str, calls: list[Envelope], key: str,
-                 workspace: str) -> DriveResult:
-    """Send ``calls`` straight to the provider with ``key``, bypassing the gateway."""
-    started = time.monotonic()
-    failed = 0
-    for envelope in calls:
-        path, body = _request_for(envelope)
-        request = urllib.request.Request(
-            provider_url + path, data=orjson.dumps(body), method="POST",
-            headers={"content-type": "application/json", "x-api-key": key,
-                     "authorization": f"Bearer {key}", "anthropic-version": "2023-06-01",
-                     "user-agent": envelope.user_agent, "x-sim-workspace": workspace})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                response.read()
-        except (urllib.error.URLError, OSError):
-            failed += 1
-    return DriveResult(len(calls) - failed, failed, time.monotonic() - started)
 
 
 class Progress:
@@ -171,7 +150,8 @@ def _request_for(envelope: Envelope) -> tuple[str, dict[str, Any]]:
 
 
 async def _drive(gateway_url: str, envelopes: list[Envelope], keys: Mapping[str, str],
-                 rate_per_s: float, concurrency: int, progress: Progress | None) -> DriveResult:
+                 rate_per_s: float, concurrency: int, progress: Progress | None,
+                 extra_headers: Mapping[str, str]) -> DriveResult:
     semaphore = asyncio.Semaphore(concurrency)
     failed = 0
     started = time.monotonic()
@@ -180,7 +160,8 @@ async def _drive(gateway_url: str, envelopes: list[Envelope], keys: Mapping[str,
         nonlocal failed
         path, body = _request_for(envelope)
         headers = {"authorization": f"Bearer {keys[envelope.key_id]}",
-                   "user-agent": envelope.user_agent, "content-type": "application/json"}
+                   "user-agent": envelope.user_agent, "content-type": "application/json",
+                   **extra_headers}
         if envelope.repo_source == "header":
             headers["x-meterline-repo"] = envelope.repo
         try:
@@ -210,10 +191,15 @@ async def _drive(gateway_url: str, envelopes: list[Envelope], keys: Mapping[str,
 
 def drive_gateway(gateway_url: str, envelopes: list[Envelope], keys: Mapping[str, str], *,
                   rate_per_s: float, concurrency: int = 32,
-                  progress: Progress | None = None) -> DriveResult:
-    """Send each envelope's call through the gateway at ``rate_per_s``; ``keys`` maps key id → key."""
+                  progress: Progress | None = None,
+                  extra_headers: Mapping[str, str] | None = None) -> DriveResult:
+    """Send each envelope's call through the gateway at ``rate_per_s``; ``keys`` maps key id → key.
+
+    Pointed at the provider instead, with a developer's own key, the calls bypass
+    the gateway (the planted direct-key stretch).
+    """
     return asyncio.run(_drive(gateway_url.rstrip("/"), envelopes, keys, rate_per_s, concurrency,
-                              progress))
+                              progress, extra_headers or {}))
 
 
 def mint_developer_keys(developers: Iterable[Developer],

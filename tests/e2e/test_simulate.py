@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meterline.simulator.direct_keys import plant_direct_key
+from meterline.simulator.direct_keys import personal_key, personal_workspace, plant_direct_key
 from meterline.simulator.organisation import Organisation
 from meterline.simulator.served import provider_key_id
 from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, wait_until
@@ -95,3 +95,27 @@ def test_gateway_mode_sends_real_calls_with_each_developers_key(pipeline: Pipeli
     tools = {row[0] for row in pipeline.sql("SELECT DISTINCT tool FROM events")}
     assert tools & {"claude-code", "cursor", "codex"}
     assert int(pipeline.scalar("SELECT uniqExact(user) FROM events")) > 1
+
+
+def test_gateway_mode_sends_the_planted_direct_calls_to_the_provider_itself(
+        pipeline: Pipeline) -> None:
+    from meterline.reports.provider_reports import fetch_report
+
+    result = _simulate(pipeline, "--mode", "gateway", "--days", "3", "--volume", "0.05",
+                       "--rate", "200")
+    planted = re.search(r"^planted: (\S+) makes (\d+) anthropic calls", result.stderr,
+                        flags=re.MULTILINE)
+    assert planted, result.stderr
+    developer, calls = planted.group(1), int(planted.group(2))
+    assert calls > 0
+    sent = int(re.search(r"^sent (\d+) \(0 failed\)", result.stderr, flags=re.MULTILINE)[1])
+    wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == str(sent), 120,
+               message=f"{sent} rows")  # the direct calls never reach the gateway
+    today = datetime.now(UTC).date()
+    report = fetch_report("anthropic", pipeline.simulator_url, "", today,
+                          today + timedelta(days=1))
+    key = personal_key("anthropic", developer, 7)
+    mine = [usage for usage in report.usage
+            if usage.api_key_id == provider_key_id("anthropic", key)]
+    assert {usage.scope for usage in mine} == {personal_workspace(developer)}
+    assert report.keys[provider_key_id("anthropic", key)] == key[:3] + "..." + key[-4:]
