@@ -108,7 +108,9 @@ def test_gateway_mode_sends_the_planted_direct_calls_to_the_provider_itself(
     assert planted, result.stderr
     developer, calls = planted.group(1), int(planted.group(2))
     assert calls > 0
-    sent = int(re.search(r"^sent (\d+) \(0 failed\)", result.stderr, flags=re.MULTILINE)[1])
+    sent_line = re.search(r"^sent (\d+) \(0 failed\)", result.stderr, flags=re.MULTILINE)
+    assert sent_line, result.stderr
+    sent = int(sent_line[1])
     wait_until(lambda: pipeline.scalar("SELECT count() FROM events") == str(sent), 120,
                message=f"{sent} rows")  # the direct calls never reach the gateway
     today = datetime.now(UTC).date()
