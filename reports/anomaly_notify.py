@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meterline.schemas import Anomaly, Settings
+from meterline.schemas.anomaly import CEILING_KINDS
 from meterline.sinks.errors import store_errors
 
 from .errors import DeliveryFailed
@@ -54,15 +55,22 @@ def _amount(value: float, unit: str) -> str:
     return f"{value:,.1f} {unit}" if unit == "days" else f"{value:,.0f} {unit}"
 
 
+def _measures(anomaly: Anomaly) -> list[str]:
+    """Observed against expected and threshold; against the ceiling alone for a ceiling."""
+    observed = f"*Observed*\n{_amount(anomaly.observed, anomaly.unit)}"
+    if anomaly.kind in CEILING_KINDS:  # an absolute limit, no baseline: nothing is expected
+        return [observed, f"*Ceiling*\n{_amount(anomaly.threshold, anomaly.unit)} an hour"]
+    return [observed, f"*Expected*\n{_amount(anomaly.expected, anomaly.unit)}",
+            f"*Threshold*\n{_amount(anomaly.threshold, anomaly.unit)}"]
+
+
 def render(anomaly: Anomaly, zone: ZoneInfo) -> tuple[str, list[dict[str, Any]]]:
     """(notification text, Block Kit blocks) for one finding. Pure."""
     start = anomaly.window_start.astimezone(zone)
     end = anomaly.window_end.astimezone(zone)
     title = f"Anomaly: {anomaly.kind.replace('_', ' ')} - {anomaly.entity_kind} {anomaly.entity}"
     fields = [f"*Team*\n{anomaly.team or '(all teams)'}", f"*Severity*\n{anomaly.severity}",
-              f"*Observed*\n{_amount(anomaly.observed, anomaly.unit)}",
-              f"*Expected*\n{_amount(anomaly.expected, anomaly.unit)}",
-              f"*Threshold*\n{_amount(anomaly.threshold, anomaly.unit)}",
+              *_measures(anomaly),
               f"*Window*\n{start:%a %d %b %H:%M} - {end:%a %d %b %H:%M} ({zone.key})"]
     command = shlex.join(["meterline", "sql", f"--param=id={anomaly.anomaly_id}",
                           "SELECT * FROM anomalies WHERE anomaly_id = {id:String}"])

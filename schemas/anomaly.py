@@ -26,11 +26,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-ANOMALY_SCHEMA_VERSION = "1.1"
+ANOMALY_SCHEMA_VERSION = "1.2"
 
 AnomalyKind = Literal[
     "spend_spike",       # spend per hour (user, key, team) or per day (team) far above its baseline
     "request_spike",     # requests per hour far above the entity's baseline (runaway agents)
+    "spend_ceiling",     # a key's or user's spend in a UTC hour above its absolute ceiling
+    "request_ceiling",   # a key's or user's requests in a UTC hour above its absolute ceiling
     "budget_share",      # one user holds more than a share of the team's month-to-date spend
     "dormant_key",       # a key active again after a long silence
     "new_model",         # a model the team has not used before (after its learning period)
@@ -40,6 +42,8 @@ AnomalyKind = Literal[
     "policy_breach",     # a call broke an egress rule (audit mode: it still left)
     "sensitive_data",    # secrets or personal data found in a prompt sent to a provider
 ]
+#: Findings against a configured absolute ceiling: no baseline, so nothing is "expected".
+CEILING_KINDS: frozenset[AnomalyKind] = frozenset({"spend_ceiling", "request_ceiling"})
 EntityKind = Literal["user", "key", "team", "model", "tool", "provider", "repo"]
 Severity = Literal["info", "warning", "critical"]
 

@@ -301,6 +301,13 @@ class AnomalyThresholds(_Section):
     min_hourly_requests: int = Field(120, ge=1)
     min_hourly_spend_usd: float = Field(25.0, ge=0)
     min_daily_team_spend_usd: float = Field(150.0, ge=0)
+    #: Absolute ceilings on a key's and a user's spend and requests in one UTC hour, judged
+    #: from a key's first call (no baseline); 0 disables one. Above a heavy Claude Code
+    #: session (a few hundred calls, $10-30 an hour); a user may run two at once.
+    key_hourly_spend_usd: float = Field(50.0, ge=0)
+    key_hourly_requests: int = Field(1000, ge=0)
+    user_hourly_spend_usd: float = Field(100.0, ge=0)
+    user_hourly_requests: int = Field(2000, ge=0)
     #: A user's share of the team's month-to-date spend that alerts (0.4 = 40%).
     budget_share: float = Field(0.4, gt=0, le=1)
     share_min_team_spend_usd: float = Field(50.0, ge=0)

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 DETECTOR_VERSION = "1"
 _DETECTORS = {"spend_spike": "rate_spike", "request_spike": "rate_spike",
+              "spend_ceiling": "hourly_ceiling", "request_ceiling": "hourly_ceiling",
               "budget_share": "budget_share", "dormant_key": "novelty", "new_model": "novelty",
               "new_tool": "novelty", "unpriced_model": "novelty", "error_burst": "error_burst",
               "policy_breach": "egress_policy", "sensitive_data": "egress_policy"}

@@ -35,6 +35,8 @@ from meterline.schemas import Envelope, Usage
 from .organisation import Developer, Organisation
 
 UNPRICED_MODEL = "acme-coder-70b"
+#: What a burst of calls may raise: a spike against the baseline, or an hourly ceiling.
+RATE_KINDS = frozenset({"request_spike", "spend_spike", "request_ceiling", "spend_ceiling"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +147,7 @@ def plant_anomalies(org: Organisation, start: datetime, end: datetime, *, volume
     template = next(e for e in base if e.key_id == looper.key_id and e.status == 200)
     for index in range(420):
         extra.append(_copy(rng, template, loop_start + timedelta(seconds=index * 8.5)))
-    planted.append(PlantedAnomaly("looping agent at 03:00", teams[0],
-                                  frozenset({"request_spike", "spend_spike"}),
+    planted.append(PlantedAnomaly("looping agent at 03:00", teams[0], RATE_KINDS,
                                   frozenset({looper.key_id, looper.name, teams[0]}),
                                   loop_start, loop_start + timedelta(hours=1)))
 
@@ -174,8 +175,7 @@ def plant_anomalies(org: Organisation, start: datetime, end: datetime, *, volume
                 extra.append(_copy(rng, envelope, envelope.received_at + timedelta(seconds=3 * (index + 1))))
     members = {d.name for d in org.developers if d.team == teams[2]} | {
         d.key_id for d in org.developers if d.team == teams[2]}
-    planted.append(PlantedAnomaly("10x team spend day", teams[2],
-                                  frozenset({"spend_spike", "request_spike"}),
+    planted.append(PlantedAnomaly("10x team spend day", teams[2], RATE_KINDS,
                                   frozenset(members | {teams[2]}), day_start, day_end))
 
     adopter = [d for d in org.developers if d.team == teams[0]][-1]

@@ -93,6 +93,21 @@ def prune(record: list[list[Any]], newest_day: int, keep_days: int) -> None:
     record[:] = [entry for entry in record if int(entry[0]) >= horizon]
 
 
+def record_with_call(stored: Any, day: int, cost_usd: float,
+                     keep_days: int) -> tuple[list[list[Any]], list[Any]]:
+    """(record, entry): a copy of ``stored`` with one call added to ``day``'s entry, pruned.
+
+    The copy is for the state rule (assign the value back whole, see ``state``);
+    ``keep_days`` is ``prune``'s.
+    """
+    record: list[list[Any]] = [list(item) for item in stored or []]
+    entry = entry_for(record, day)
+    entry[1] = float(entry[1]) + cost_usd
+    entry[2] = int(entry[2]) + 1
+    prune(record, max(int(item[0]) for item in record), keep_days)
+    return record, entry
+
+
 def baseline_samples(record: list[list[Any]], day: int, first_day: int, *, days: int,
                      min_days: int, column: int) -> list[float] | None:
     """Values of ``column`` (1 spend, 2 requests) on comparable earlier days, zeros filled."""

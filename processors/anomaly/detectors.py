@@ -1,7 +1,7 @@
 """The detectors a stream runs, built from settings: one call per event, findings out.
 
-``TeamDetectors`` runs on the team-keyed stream (spikes, budget share,
-novelty); ``ProviderDetectors`` on the provider-keyed one (error bursts).
+``TeamDetectors`` runs on the team-keyed stream (spikes, hourly ceilings,
+budget share, novelty); ``ProviderDetectors`` on the provider-keyed one (error bursts).
 Both are pure apart from the ``State`` mapping they are handed, and read only
 event time, so a replayed month yields the findings live traffic would have.
 """
@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from meterline.schemas import Anomaly, AnomalyThresholds, Settings
 
+from .ceilings import CeilingDetector
 from .error_burst import ErrorBurstDetector, ProviderTally
 from .novelty import NoveltyDetector
 from .observation import Observation
@@ -22,7 +23,7 @@ from .state import State
 
 
 class TeamDetectors:
-    """Spike, share and novelty detection for events of one team's partition."""
+    """Spike, ceiling, share and novelty detection for events of one team's partition."""
 
     def __init__(self, settings: Settings) -> None:
         anomalies = settings.anomalies
@@ -38,6 +39,7 @@ class TeamDetectors:
             return anomalies.thresholds_for(team)
 
         self._detectors = (SpikeDetector(thresholds_for, zone_for),
+                           CeilingDetector(thresholds_for, zone_for),
                            ShareDetector(thresholds_for, zone_for),
                            NoveltyDetector(thresholds_for, zone_for))
 

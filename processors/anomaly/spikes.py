@@ -28,9 +28,8 @@ from meterline.schemas import Anomaly, EntityKind
 from .baseline import (
     baseline_samples,
     day_start_utc,
-    entry_for,
     local_day_and_slot,
-    prune,
+    record_with_call,
     robust,
     slot_of,
 )
@@ -80,13 +79,8 @@ class SpikeDetector:
 
     def _add(self, state: State, key: str, day: int,
              obs: Observation) -> tuple[list[list[Any]], list[Any]]:
-        record: list[list[Any]] = [list(item) for item in state.get(key) or []]
-        entry = entry_for(record, day)
-        entry[1] = float(entry[1]) + obs.cost_usd
-        entry[2] = int(entry[2]) + 1
-        prune(record, max(int(item[0]) for item in record),
-              self._thresholds_for(obs.team).baseline_days)
-        return record, entry
+        return record_with_call(state.get(key), day, obs.cost_usd,
+                                self._thresholds_for(obs.team).baseline_days)
 
     def _judge(self, obs: Observation, kind: SpikeKind, entity_kind: EntityKind, entity: str,
                record: list[list[Any]], entry: list[Any], day: int, first_day: int,
@@ -115,11 +109,10 @@ class SpikeDetector:
         zone = self._zone_for(obs.team)
         start, end = day_start_utc(day, zone, hour)
         span = "day" if hour is None else "hour"
-        amount = f"${observed:,.2f}" if unit == "usd" else f"{observed:,.0f} requests"
         usual = f"${verdict.median:,.2f}" if unit == "usd" else f"{verdict.median:,.0f}"
         local = start.astimezone(zone)
-        summary = (f"{entity_kind} {entity} ({obs.team}): {amount} in the {span} from "
-                   f"{local:%a %d %b %H:%M} {zone.key}, usually {usual}")
+        summary = (f"{entity_kind} {entity} ({obs.team}): {amount(observed, unit)} in the "
+                   f"{span} from {local:%a %d %b %H:%M} {zone.key}, usually {usual}")
         return Anomaly.build(
             kind=kind, severity="critical" if observed >= 2 * verdict.threshold else "warning",
             team=obs.team, entity_kind=entity_kind, entity=entity, unit=unit,
@@ -129,6 +122,11 @@ class SpikeDetector:
             evidence={"span": span, "baseline_days": verdict.samples,
                       "mad": round(verdict.mad, 6), "user": obs.user, "key_id": obs.key_id,
                       "model": obs.model, "tool": obs.tool, "request_id": obs.request_id})
+
+
+def amount(value: float, unit: str) -> str:
+    """A rate as findings' summaries show it: ``$1,234.56`` or ``1,234 requests``."""
+    return f"${value:,.2f}" if unit == "usd" else f"{value:,.0f} requests"
 
 
 def _first_day(state: State, key: str, day: int) -> int:

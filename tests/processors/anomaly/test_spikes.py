@@ -42,7 +42,8 @@ def test_looping_agent_at_3am_is_one_request_spike_and_one_spend_spike() -> None
     for second in range(0, 3600, 9):  # 400 calls in the hour
         found += detectors.observe(obs(night + timedelta(seconds=second), cost=0.2), state)
     kinds = sorted((a.kind, a.entity_kind) for a in found)
-    assert kinds == [("request_spike", "key"), ("spend_spike", "key")]
+    # $80 in the hour also passes the key's absolute ceiling ($50): a finding of its own kind
+    assert kinds == [("request_spike", "key"), ("spend_ceiling", "key"), ("spend_spike", "key")]
     request = next(a for a in found if a.kind == "request_spike")
     assert request.observed == 121 and request.expected == 0 and request.threshold == 120
     assert request.window_start == night and request.window_end == night + timedelta(hours=1)
