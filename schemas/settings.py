@@ -66,6 +66,9 @@ class ClickHouseSettings(_Section):
 class GatewaySettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    #: Processes serving ``port`` (SO_REUSEPORT); above one, each spools to
+    #: ``spool_dir/worker-<i>`` (``services.gateway_workers``).
+    workers: int = Field(1, ge=1)
     max_body_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     #: A client must deliver its whole request body within this time (slowloris).
     body_timeout_s: float = Field(30.0, gt=0)

@@ -27,8 +27,7 @@ def _up(args: argparse.Namespace, settings: Settings) -> int:
 def _gateway(args: argparse.Namespace, settings: Settings) -> int:
     from meterline.services import run_gateway
 
-    run_gateway(settings)
-    return 0
+    return run_gateway(settings, workers=args.workers)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("up", help="run the whole pipeline on this machine").set_defaults(run=_up)
     commands.add_parser("init", help="create topics and apply ClickHouse migrations (scale-out)"
                         ).set_defaults(run=_init)
-    commands.add_parser("gateway", help="run the gateway").set_defaults(run=_gateway)
+    gateway = commands.add_parser("gateway", help="run the gateway")
+    gateway.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="processes serving the gateway's port (SO_REUSEPORT), each with "
+                              "its own spool under gateway.spool_dir (default: gateway.workers)")
+    gateway.set_defaults(run=_gateway)
     commands.add_parser("worker", help="run the enrichment processors").set_defaults(run=_worker)
     commands.add_parser("detector", help="run the anomaly detectors").set_defaults(run=_detector)
     commands.add_parser("store", help="own ClickHouse: sink, queries, reports"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -26,15 +27,36 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
-def run_gateway(settings: Settings) -> None:
-    """Serve the gateway with one uvicorn worker (uvloop, httptools)."""
+def run_gateway(settings: Settings, workers: int | None = None) -> int:
+    """Serve the gateway (uvloop, httptools) until SIGINT/SIGTERM; returns the exit status.
+
+    One process by default; ``workers`` (else ``gateway.workers``) above one
+    runs that many on the gateway's port, each with its own spool
+    (``gateway_workers``). Status 2 when it cannot start with this
+    configuration, e.g. its spool is in use by another process.
+    """
     import uvicorn
 
-    from meterline.ingest import create_app
+    from .gateway_workers import (
+        CONFIG_ERROR_EXIT,
+        UVICORN_OPTIONS,
+        GatewayStartError,
+        check_start,
+        open_app,
+        serve_workers,
+    )
 
-    uvicorn.run(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
-                loop="uvloop", http="httptools", log_level="warning", access_log=False,
-                timeout_graceful_shutdown=10)
+    count = settings.gateway.workers if workers is None else workers
+    try:
+        check_start(settings, count)
+        if count > 1:
+            return serve_workers(settings, count, _stop_on_signals())
+        app = open_app(settings)
+    except GatewayStartError as exc:
+        print(f"meterline gateway: {exc}", file=sys.stderr)
+        return CONFIG_ERROR_EXIT
+    uvicorn.run(app, host=settings.gateway.host, port=settings.gateway.port, **UVICORN_OPTIONS)
+    return 0
 
 
 def run_worker(settings: Settings) -> None:
