@@ -26,11 +26,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
+from meterline.governance.registry import KeyEventFollower, KeyRegistry
 from meterline.schemas import Settings, Surface
+from meterline.schemas.store_auth import resolve_token
 
 from .auth import KeyRing
 from .egress import EgressGate
 from .emitter import EnvelopeEmitter
+from .enforce import Enforcer
 from .errors import ApiStyle, GatewayError, InternalError, MethodNotAllowed, NotFound
 from .logs import configure_logging
 from .metrics import GatewayMetrics
@@ -75,8 +78,15 @@ class GatewayApp:
             self.metrics.attach_roles(Path(settings.gateway.roles_state_file))
         self._attach_delivery_metrics()
         self.gate = EgressGate(settings)
-        self.proxy = Proxy(settings.gateway, KeyRing(settings.keys, settings.keys_file),
-                           Router(settings), emitter, self.metrics, self.gate)
+        self.keys = KeyRegistry()
+        self.key_follower = KeyEventFollower(settings.kafka, self.keys, role="gateway")
+        self.store_url = f"http://{settings.store.host}:{settings.store.port}"
+        self._snapshot: asyncio.Task[None] | None = None
+        enforcer = Enforcer(settings, self.store_url, lambda: resolve_token(settings, "read"),
+                            self.metrics)
+        self.keyring = KeyRing(settings.keys, settings.keys_file, self.keys)
+        self.proxy = Proxy(settings.gateway, self.keyring, Router(settings), emitter,
+                           self.metrics, self.gate, enforcer, self.key_follower.news)
         self._routes: dict[str, dict[str, Handler]] = {}
         self._ui: Handler | None = None
         for method, path, surface in SURFACES:
@@ -157,21 +167,34 @@ class GatewayApp:
         return self._ui
 
     async def _refuse(self, error: GatewayError, path: str, send: Send, started: bool) -> None:
+        style = api_style(path)
+        status = error.status_for(style)
         self.metrics.errors.labels(type(error).__name__).inc()
-        self.metrics.requests.labels(_surface_of(path), str(error.status)).inc()
-        if error.status >= 500 or error.status in (401, 413):
+        self.metrics.requests.labels(_surface_of(path), str(status)).inc()
+        if status >= 500 or status in (401, 413):
             log.warning("refused %s: %s %s", path, type(error).__name__, error.message,
                         extra={"request_id": error.request_id} if error.request_id else None)
         if not started:
-            extra = ((REQUEST_ID_HEADER, error.request_id.encode()),) if error.request_id else ()
-            await send_bytes(send, error.status, error.render(api_style(path)),
-                             extra_headers=extra)
+            extra = error.headers
+            if error.request_id:
+                extra += ((REQUEST_ID_HEADER, error.request_id.encode()),)
+            await send_bytes(send, status, error.render(style), extra_headers=extra)
+
+    async def _load_key_states(self) -> None:
+        from .key_snapshot import load_key_states
+        from .ui.store_reader import StoreReader
+
+        reader = StoreReader(self.store_url, token=lambda: resolve_token(self.settings, "read"),
+                             timeout_s=10.0)
+        await load_key_states(self.keys, reader)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
+                    self.key_follower.start()
+                    self._snapshot = asyncio.create_task(self._load_key_states())
                     await self.proxy.start()
                 except Exception as exc:  # the server reports it and exits non-zero
                     log.exception("gateway start-up failed")
@@ -179,7 +202,10 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._snapshot is not None:
+                    self._snapshot.cancel()
                 await self.proxy.close()
+                await asyncio.to_thread(self.key_follower.close)
                 await asyncio.to_thread(self.gate.close)
                 undelivered = await asyncio.to_thread(self.emitter.close)
                 if undelivered:

@@ -1,56 +1,66 @@
 """Virtual keys: minted, hashed, and looked up on every call.
 
 A virtual key is ``ml-`` followed by 40 url-safe random characters. Only its
-SHA-256 is stored (config file or keys file); its id, ``key_`` plus the first
-12 hex digits of that hash, is what envelopes and logs carry.
+SHA-256 is stored (config file, keys file, key registry); its id, ``key_``
+plus the first 12 hex digits of that hash, is what envelopes and logs carry.
 
-``KeyRing.lookup`` is on the hot path: one hash and one dict lookup. On a miss
-it re-reads the keys file if that file changed since the last read (at most
-once a second), so a key minted by ``meterline keys create`` works at once
-without restarting the gateway.
+Keys come from three sources: ``keys:`` in ``meterline.yaml``, the bootstrap
+keys file (``mint_key``, ``meterline keys create --file``), and the key
+registry (``meterline.governance``), which every gateway follows and which
+alone can revoke, rotate or expire a key. The registry's state of a key wins
+over the files' (it is the newer word on it).
+
+``KeyRing.lookup`` is on the hot path: one hash and two dict lookups. On a
+miss it re-reads the keys file if that file changed since the last read, so a
+key written there works at once; the proxy then also waits for the registry
+to catch up (``KeyRing.registry_news``) before refusing a key minted a moment
+ago. ``KeyRing.check`` refuses a revoked or expired key, and one used for a
+provider or model it is not allowed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from meterline.governance.key_admin import (
+    KEY_PREFIX,
+    hash_key,
+    key_id_for,
+    new_key_text,
+    new_record,
+)
+from meterline.governance.registry import KeyRegistry
 from meterline.schemas import KeySettings
 
-from .errors import Unauthenticated
+from .errors import KeyExpired, KeyRevoked, ModelNotAllowed, Unauthenticated
 
-KEY_PREFIX = "ml-"
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+__all__ = ["KEY_PREFIX", "KeyRing", "UnknownKey", "check_allowed", "check_usable", "hash_key",
+           "key_id_for", "mint_key"]
 
 
-def key_id_for(key_sha256: str) -> str:
-    return "key_" + key_sha256[:12]
+class UnknownKey(Unauthenticated):
+    """A key was presented that no source knows (yet)."""
 
 
-def mint_key(keys_file: Path, *, user: str, team: str, repo: str = "", name: str = "",
-             admin: bool = False) -> tuple[str, KeySettings]:
-    """Create a key, append its hash to ``keys_file``, and return (key text, record).
+def mint_key(keys_file: Path, **fields: Any) -> tuple[str, KeySettings]:
+    """Create a key with ``fields`` (user, team, repo, name, admin, limits...), append its hash
+    to the bootstrap ``keys_file``, and return (key text, record).
 
     The key text is returned once and never stored anywhere.
     """
-    key = KEY_PREFIX + secrets.token_urlsafe(30)
-    digest = hash_key(key)
-    record = KeySettings(id=key_id_for(digest), sha256=digest, user=user, team=team, repo=repo,
-                         name=name, admin=admin,
-                         created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    key = new_key_text()
+    record = new_record(key, **fields)
     keys_file.parent.mkdir(parents=True, exist_ok=True)
     existing = yaml.safe_load(keys_file.read_text()) if keys_file.exists() else None
     entries = list((existing or {}).get("keys") or [])
-    entries.append(record.model_dump(exclude_defaults=False))
+    entries.append(record.model_dump(mode="json", exclude_defaults=True))
     tmp = keys_file.with_suffix(".tmp")
     tmp.write_text(
         "# Virtual keys minted by `meterline keys create`: hashes only, safe to commit.\n"
@@ -63,7 +73,9 @@ def mint_key(keys_file: Path, *, user: str, team: str, repo: str = "", name: str
 class KeyRing:
     """Lookup from presented key text to its record."""
 
-    def __init__(self, keys: Iterable[KeySettings], keys_file: str = "") -> None:
+    def __init__(self, keys: Iterable[KeySettings], keys_file: str = "",
+                 registry: KeyRegistry | None = None) -> None:
+        self.registry = registry or KeyRegistry()
         self._static = list(keys)
         self._keys_file = Path(keys_file) if keys_file else None
         self._file_version = self._version()
@@ -110,12 +122,46 @@ class KeyRing:
                 "or 'x-api-key: <key>'."
             )
         digest = hash_key(presented)
-        record = self._by_hash.get(digest)
+        record = self.registry.by_hash(digest) or self._by_hash.get(digest)
         if record is None:
             self._reload_if_changed()
-            record = self._by_hash.get(digest)
+            record = self.registry.by_hash(digest) or self._by_hash.get(digest)
         if record is None:
-            raise Unauthenticated(
+            raise UnknownKey(
                 "Incorrect API key provided. Use a virtual key issued by `meterline keys create`."
             )
         return record
+
+    def get(self, key_id: str) -> KeySettings | None:
+        """The record of key ``key_id`` from any source, the registry's first."""
+        found = self.registry.get(key_id)
+        return found or next((r for r in self._by_hash.values() if r.id == key_id), None)
+
+    def known(self) -> list[KeySettings]:
+        """Every key known, once each (the registry's state where it has one)."""
+        merged = {record.id: record for record in self._by_hash.values()}
+        merged.update({record.id: record for record in self.registry.states()})
+        return list(merged.values())
+
+
+def check_usable(key: KeySettings, now: datetime) -> None:
+    """Refuse a revoked key, or one past its expiry (a rotated key past its grace)."""
+    if key.revoked_at is not None and key.revoked_at <= now:
+        raise KeyRevoked(f"This API key ({key.id}) was revoked on "
+                         f"{key.revoked_at:%Y-%m-%d %H:%M} UTC. Ask your team admin for a new "
+                         "key (`meterline keys create`).")
+    if key.expires_at is not None and key.expires_at <= now:
+        successor = f" Use its successor {key.rotated_to}." if key.rotated_to else ""
+        raise KeyExpired(f"This API key ({key.id}) expired on "
+                         f"{key.expires_at:%Y-%m-%d %H:%M} UTC.{successor}")
+
+
+def check_allowed(key: KeySettings, provider: str, model: str) -> None:
+    """Refuse a provider or model outside the key's allowed lists (empty lists allow all)."""
+    if key.allowed_providers and provider not in key.allowed_providers:
+        raise ModelNotAllowed(f"This API key may not call provider {provider!r}; it may call "
+                              f"{', '.join(key.allowed_providers)}.", param="model")
+    if key.allowed_models and not any(fnmatchcase(model, pattern)
+                                      for pattern in key.allowed_models):
+        raise ModelNotAllowed(f"This API key may not call model {model!r}; it may call "
+                              f"{', '.join(key.allowed_models)}.", param="model")

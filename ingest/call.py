@@ -60,6 +60,8 @@ class CallRecord:
     body_policy: BodyPolicy | None = None
     breaches: list[PolicyBreach] = field(default_factory=list)
     messages: list[RequestMessage] = field(default_factory=list)
+    #: The enforcement ledger holds a reservation for this call (``Enforcer``).
+    admitted: bool = False
 
     def envelope(self, *, status: int, outcome: Outcome, usage: Usage, policy: BodyPolicy,
                  error_class: str = "", served_model: str = "") -> tuple[Envelope, float]:

@@ -3,14 +3,22 @@
     GatewayError                 base; never raised itself
     ├── BadRequest          400  body is not JSON, or misses a required field
     ├── Unauthenticated     401  no key, or a key we do not know
+    │   ├── KeyRevoked      401  the key was revoked (the envelope records the call)
+    │   └── KeyExpired      401  the key's expiry (or rotation grace) has passed
     ├── Forbidden           403  the key may not use this route
-    │   └── PolicyRefused   403  an egress rule in enforce mode forbids this call
+    │   ├── PolicyRefused   403  an egress rule in enforce mode forbids this call
+    │   └── ModelNotAllowed 403  the key may not call this provider or model
+    ├── RateLimited         429  over a requests- or tokens-per-minute limit; retry-after
+    ├── BudgetExceeded  429/400  a budget in ``block`` mode is spent (OpenAI's
+    │                            insufficient_quota; Anthropic's 400, as for no credit)
     ├── NotFound            404  unsupported path
     │   └── UnknownModel    404  model not routed (gateway.allow_unlisted_models off)
     ├── MethodNotAllowed    405  known path, wrong method
     ├── RequestTimeout      408  body not received within gateway.body_timeout_s
     ├── BodyTooLarge        413  request body over gateway.max_body_bytes
     ├── InternalError       500  a bug in the gateway; logged with its request id
+    ├── EnforcementUnavailable 503  the ledger could not be asked (fail-closed)
+    ├── RegistryUnavailable 503  the key registry's broker did not take a key change
     ├── UpstreamUnavailable 502  the provider could not be reached
     └── UpstreamTimeout     504  the provider did not answer in time
 
@@ -46,6 +54,12 @@ class GatewayError(Exception):
         self.param = param
         #: Set once the call has an envelope, so the refusal can name it.
         self.request_id = ""
+        #: Extra response headers (``retry-after``), as ASGI pairs.
+        self.headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    def status_for(self, style: ApiStyle) -> int:
+        """The HTTP status in ``style``; the same for both but where the providers differ."""
+        return self.status
 
     def render(self, style: ApiStyle) -> bytes:
         if style == "anthropic":
@@ -82,6 +96,47 @@ class PolicyRefused(Forbidden):
     """Refused before it left: the message names the rule and what to do instead."""
 
     code = "policy_violation"
+
+
+class KeyRevoked(Unauthenticated):
+    code = "key_revoked"
+
+
+class KeyExpired(Unauthenticated):
+    code = "key_expired"
+
+
+class ModelNotAllowed(Forbidden):
+    code = "model_not_allowed"
+
+
+class RateLimited(GatewayError):
+    """Over a per-minute limit; ``retry_after_s`` is when the window frees enough."""
+
+    status = 429
+    openai_type = "requests"
+    anthropic_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_s: int, tokens: bool = False) -> None:
+        super().__init__(message)
+        if tokens:
+            self.openai_type = "tokens"
+        self.retry_after_s = retry_after_s
+        self.headers = ((b"retry-after", str(retry_after_s).encode()),)
+
+
+class BudgetExceeded(GatewayError):
+    """A ``block`` budget is spent. OpenAI answers this 429 ``insufficient_quota`` (which its
+    tools do not retry); Anthropic answers a spent credit balance with 400."""
+
+    status = 429
+    openai_type = "insufficient_quota"
+    anthropic_type = "invalid_request_error"
+    code = "insufficient_quota"
+
+    def status_for(self, style: ApiStyle) -> int:
+        return 400 if style == "anthropic" else 429
 
 
 class NotFound(GatewayError):
@@ -121,6 +176,22 @@ class BodyTooLarge(GatewayError):
     openai_type = "invalid_request_error"
     anthropic_type = "request_too_large"
     code = "request_too_large"
+
+
+class EnforcementUnavailable(GatewayError):
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "enforcement_unavailable"
+
+
+class RegistryUnavailable(GatewayError):
+    """A key change (``/admin/keys``, the dashboard) the registry's broker did not confirm."""
+
+    status = 503
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "registry_unavailable"
 
 
 class UpstreamUnavailable(GatewayError):

@@ -96,6 +96,13 @@ class GatewayMetrics:
             ["surface"], buckets=_LATENCY_BUCKETS_S, registry=self.registry)
         self.usage_source = Counter("meterline_gateway_usage", "Envelopes by where usage came from",
                                     ["source"], registry=self.registry)
+        self.refusals = Counter("meterline_gateway_limit_refusals",
+                                "Calls refused by a rate limit or a blocking budget",
+                                ["reason", "scope"], registry=self.registry)
+        self.enforcement_unavailable = Counter(
+            "meterline_enforcement_unavailable",
+            "Calls the ledger could not be asked about, by governance.on_unavailable",
+            ["mode"], registry=self.registry)
         self._children: dict[tuple[str, int, str], tuple[Any, Any, Any, Any]] = {}
 
     def observe_call(self, surface: str, status: int, total_s: float, added_s: float,

@@ -2,9 +2,12 @@
 
 ``Proxy.forward`` is the whole life of a call:
 
-1. authenticate the virtual key from the headers, then read the body (bounded)
-   and parse just enough JSON to know the model and whether a stream is wanted;
-2. route to a provider and forward the body unchanged, except that the served
+1. authenticate the virtual key from the headers (refusing a revoked or
+   expired one), then read the body (bounded) and parse just enough JSON to
+   know the model and whether a stream is wanted;
+2. route to a provider, check that the key may call it, pass the egress gate
+   and the limits and budgets (``enforce``), and forward the body unchanged,
+   except that the served
    model is substituted when an alias maps it to another name, and a streamed
    chat completion is asked for usage (``stream_options.include_usage``);
 3. return the provider's answer unchanged, whole or streamed (``relay``),
@@ -24,6 +27,7 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,11 +38,12 @@ from meterline.policy.messages import request_messages
 from meterline.schemas import GatewaySettings, Outcome, Surface, Usage, new_request_id
 
 from .attribution import REPO_HEADER, resolve_repo
-from .auth import KeyRing
+from .auth import KeyRing, UnknownKey, check_allowed, check_usable
 from .call import CallRecord
 from .egress import EgressGate
 from .emitter import EnvelopeEmitter
-from .errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, upstream_errors
+from .enforce import Enforcer
+from .errors import GatewayError, Unauthenticated, UpstreamTimeout, UpstreamUnavailable, upstream_errors
 from .metrics import GatewayMetrics
 from .model_list import merged_list
 from .relay import Receive, Send, relay
@@ -63,6 +68,10 @@ _DROP_RESPONSE_HEADERS = frozenset({
 
 
 REQUEST_ID_HEADER = b"x-meterline-request-id"
+
+#: Waits (up to the seconds given) until the key registry has applied what was published
+#: before the call; False when it could not tell.
+RegistryNews = Callable[[float], Awaitable[bool]]
 
 
 def response_headers(raw: Any, request_id: str,
@@ -94,9 +103,12 @@ class Proxy:
     """
 
     def __init__(self, settings: GatewaySettings, keyring: KeyRing, router: Router,
-                 emitter: EnvelopeEmitter, metrics: GatewayMetrics, gate: EgressGate) -> None:
+                 emitter: EnvelopeEmitter, metrics: GatewayMetrics, gate: EgressGate,
+                 enforcer: Enforcer, registry_news: RegistryNews | None = None) -> None:
         self._settings = settings
         self._gate = gate
+        self._enforcer = enforcer
+        self._registry_news = registry_news
         self._keyring = keyring
         self._router = router
         self._emitter = emitter
@@ -116,6 +128,7 @@ class Proxy:
         )
 
     async def close(self) -> None:
+        await self._enforcer.close()
         if self._session is not None:
             await self._session.close()
 
@@ -127,15 +140,32 @@ class Proxy:
                           started_ns=started_ns, surface=surface, key=key,
                           user_agent=headers.get("user-agent", "")), headers
 
+    async def _authenticated(self, scope: dict[str, Any],
+                             surface: Surface) -> tuple[CallRecord, dict[str, str]]:
+        """``_begin``; a key no source knows is looked up again once the registry has caught
+        up, so a key minted a moment ago (on any host) works on its first call."""
+        try:
+            return self._begin(scope, surface)
+        except UnknownKey as unknown:
+            refusal = Unauthenticated(unknown.message)  # to the caller and metrics: just that
+            if self._registry_news is None or not await self._registry_news(1.0):
+                raise refusal from None
+        try:
+            return self._begin(scope, surface)
+        except UnknownKey:
+            raise refusal from None
+
     async def forward(self, scope: dict[str, Any], receive: Receive, send: Send,
                       surface: Surface, anthropic_style: bool) -> None:
-        call, headers = self._begin(scope, surface)
+        call, headers = await self._authenticated(scope, surface)
         try:
+            check_usable(call.key, call.received_at)
             await self._forward(call, headers, scope, receive, send, anthropic_style)
         except GatewayError as exc:
             exc.request_id = call.request_id
-            self.finish(call, status=exc.status, outcome=_outcome_of(exc),
-                        usage=Usage(source="missing"), error_class=type(exc).__name__)
+            self.finish(call, status=exc.status_for("anthropic" if anthropic_style else "openai"),
+                        outcome=_outcome_of(exc), usage=Usage(source="missing"),
+                        error_class=type(exc).__name__)
             raise
 
     async def _forward(self, call: CallRecord, headers: dict[str, str], scope: dict[str, Any],
@@ -149,6 +179,7 @@ class Proxy:
         call.requested_model = model = requested_model(payload)
         route = self._router.route(anthropic_style, model)
         call.provider, call.served_model = route.provider_name, route.served_model
+        check_allowed(call.key, route.provider_name, route.served_model)
         call.stream = payload.get("stream") is True
         rewrite = route.served_model != model
         if rewrite:
@@ -160,6 +191,7 @@ class Proxy:
         messages = request_messages(call.surface, payload)
         await self._gate.admit(call, messages)  # raises PolicyRefused before anything leaves
         call.messages = messages
+        await self._enforcer.admit(call, payload)  # raises RateLimited, BudgetExceeded
 
         assert self._session is not None, "Proxy.start() not awaited"
         call.upstream_started_ns = time.perf_counter_ns()
@@ -253,6 +285,8 @@ class Proxy:
                                           policy=self._settings.audit_body_policy,
                                           error_class=error_class, served_model=served_model)
         self._emitter.emit(envelope)
+        if call.admitted:
+            self._enforcer.settle(call, usage)
         if call.messages:
             self._gate.ship(call, call.messages)
         metrics = self._metrics

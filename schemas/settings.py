@@ -17,6 +17,7 @@ field at once, each with its file and line (see ``config_file``).
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlparse
@@ -26,6 +27,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .egress import BodyPolicy, EgressSettings
+from .governance import BudgetMode, GovernanceSettings
 from .kafka_settings import KafkaSettings, _Section
 from .reconcile_settings import ReconcileSettings, five_field_crontab
 
@@ -246,6 +248,9 @@ class BudgetSettings(_Section):
 
     enabled: bool = True
     period: BudgetPeriodKind = "month"
+    #: ``alert`` only alerts; ``block`` also refuses calls at 100 % (teams, users, keys may
+    #: override it with ``budget_mode``). docs/governance.md says how to roll out.
+    mode: BudgetMode = "alert"
     thresholds: list[Decimal] = Field(default_factory=lambda: [Decimal("0.8"), Decimal("1.0")])
     check_interval_s: float = Field(300.0, ge=1)
     #: Warn once per period when the projection reaches the budget before period end.
@@ -368,6 +373,11 @@ class TeamSettings(_Section):
     #: What the audit trail keeps of this team's bodies (else ``gateway.audit_body_policy``);
     #: an ``egress.rules`` entry may override it per repository.
     body_policy: BodyPolicy | None = None
+    #: ``block`` refuses calls once the budget is spent (else ``budgets.mode``).
+    budget_mode: BudgetMode | None = None
+    #: Rate limits for the whole team (else ``governance.team_limits``).
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
 
     @field_validator("slack_webhook")
     @classmethod
@@ -394,6 +404,9 @@ class UserSettings(_Section):
     email: str = ""
     #: An optional personal budget, alerted to the team's webhook (see ``BudgetSettings``).
     budget_usd: Decimal | None = Field(None, ge=0)
+    budget_mode: BudgetMode | None = None
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
 
 
 class KeySettings(_Section):
@@ -407,8 +420,21 @@ class KeySettings(_Section):
     name: str = ""
     created_at: str = ""
     admin: bool = False
+    #: May mint, list, rotate and revoke the keys of its own team (docs/governance.md).
+    team_admin: bool = False
     #: An optional budget for this key, alerted to its team's webhook.
     budget_usd: Decimal | None = Field(None, ge=0)
+    budget_mode: BudgetMode | None = None
+    rpm: int | None = Field(None, ge=0)
+    tpm: int | None = Field(None, ge=0)
+    #: Where the key may go: provider names and model patterns (``claude-*``); empty: anywhere.
+    allowed_providers: list[str] = Field(default_factory=list)
+    allowed_models: list[str] = Field(default_factory=list)
+    #: Lifecycle, set through the key registry: unusable from these moments on.
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    #: Set on a key replaced by ``keys rotate``: its successor's id.
+    rotated_to: str = ""
 
 
 class PriceOverride(_Section):
@@ -453,6 +479,7 @@ class Settings(BaseSettings):
     reports: ReportSettings = ReportSettings()
     reconcile: ReconcileSettings = ReconcileSettings()
     budgets: BudgetSettings = BudgetSettings()
+    governance: GovernanceSettings = GovernanceSettings()
     anomalies: AnomalySettings = AnomalySettings()
     egress: EgressSettings = EgressSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)

@@ -59,10 +59,22 @@ class Topics:
         """The detectors' internal re-keying of per-minute provider tallies."""
         return f"{self.prefix}.anomaly-by-provider.v1"
 
+    @property
+    def keys(self) -> str:
+        """The key registry: every key's latest state, keyed by key id (compacted, one partition)."""
+        return f"{self.prefix}.keys.v1"
+
     def all(self) -> tuple[str, ...]:
-        """The topics ``meterline init`` and ``up`` create (faust creates its internal ones)."""
+        """The topics ``meterline init`` and ``up`` create with ``kafka.partitions``
+        (faust creates its internal ones; ``keys`` is created apart, see ``registry_topic``)."""
         return (self.envelopes, self.events, self.anomalies, self.dead_letters, self.sink_watermarks,
                 self.audit_messages, self.message_scans)
+
+    @property
+    def registry_topic(self) -> tuple[str, dict[str, str]]:
+        """The key registry's topic and its config: compacted, so it holds each key's latest
+        state however many changes it has seen; one partition keeps every key's events in order."""
+        return self.keys, {"cleanup.policy": "compact"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +109,11 @@ class Groups:
     @property
     def audit_sink(self) -> str:
         return f"{self.prefix}-audit-sink"
+
+    @property
+    def key_sink(self) -> str:
+        """The store's reader of key events into the ``key_events`` audit table."""
+        return f"{self.prefix}-key-sink"
 
     def confirmations_reader(self, instance: str) -> str:
         """One per gateway process; never commits (librdkafka wants a group even to assign)."""

@@ -23,6 +23,11 @@ Answers: ``200`` result; ``400`` ClickHouse refused the SQL (its message);
 ``403`` the gate refused it; ``413`` query text over ``store.max_query_bytes``;
 ``422`` a limit was hit (time, rows, bytes), with the setting to change.
 
+``POST /ledger/admit`` and ``/ledger/settle`` (read or operator credential)
+are the enforcement ledger's (``governance.ledger_wire``): gateways ask them
+on every call under a limit or a blocking budget, over kept-alive connections
+(HTTP/1.1; a refusal closes its connection).
+
 ``POST /jobs/<name>`` (operator credential only; the read credential gets
 ``403``) runs a named store job (``sinks.jobs``) with a JSON object of
 arguments and answers its JSON result. ``GET /healthz`` is open and answers
@@ -42,6 +47,9 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
+from meterline.governance.ledger import Ledger
+from meterline.governance.ledger import serve as serve_ledger
+from meterline.governance.ledger_wire import ADMIT_PATH, SETTLE_PATH
 from meterline.schemas.store_auth import StoreRole
 
 from .jobs import JobArgumentError, JobRegistry, UnknownJob, encode_result
@@ -66,6 +74,12 @@ class LimitExceeded(QueryError):
     """A query hit one of the read-only session's limits."""
 
 
+class _Server(ThreadingHTTPServer):
+    #: The listen backlog. The standard library's 5 drops connections when every gateway
+    #: instance opens its pool to the ledger at once (64 callers: SYN retried after 1 s).
+    request_queue_size = 256
+
+
 class QueryServer:
     """A threaded HTTP server answering authenticated queries and jobs.
 
@@ -83,8 +97,10 @@ class QueryServer:
     """
 
     def __init__(self, client: Any, host: str, port: int, *, access: StoreAccess,
-                 jobs: JobRegistry | None = None, max_sql_bytes: int = MAX_SQL_BYTES) -> None:
+                 jobs: JobRegistry | None = None, max_sql_bytes: int = MAX_SQL_BYTES,
+                 ledger: Ledger | None = None) -> None:
         self._client = client
+        self.ledger = ledger
         self._lock = threading.Lock()
         self._dirty = False
         self.jobs = jobs or JobRegistry()
@@ -94,6 +110,7 @@ class QueryServer:
 
         class Handler(BaseHTTPRequestHandler):
             timeout = REQUEST_TIMEOUT_S
+            protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 if urlparse(self.path).path == "/healthz":
@@ -104,7 +121,8 @@ class QueryServer:
             def do_POST(self) -> None:
                 url = urlparse(self.path)
                 is_job = url.path.startswith("/jobs/")
-                if not is_job and url.path != "/query":
+                is_ledger = url.path in (ADMIT_PATH, SETTLE_PATH) and server.ledger is not None
+                if not is_job and not is_ledger and url.path != "/query":
                     self._reply(404, b"not found\n")
                     return
                 role = self._authenticate(url.path)
@@ -116,6 +134,8 @@ class QueryServer:
                                      "jobs need the operator credential")
                         return
                     self._job(unquote(url.path.removeprefix("/jobs/")))
+                elif is_ledger:
+                    self._ledger(url.path)
                 else:
                     self._query(url.query)
 
@@ -193,8 +213,23 @@ class QueryServer:
                 else:
                     self._reply(200, encode_result(result), "application/json")
 
+            def _ledger(self, path: str) -> None:
+                length = self._length(MAX_JOB_ARGS_BYTES)
+                if length is None:
+                    return
+                assert server.ledger is not None
+                try:
+                    answer = serve_ledger(server.ledger, path, self.rfile.read(length))
+                except (ValueError, KeyError, TypeError) as exc:
+                    self._reply(400, encode_result({"error": f"malformed ledger request: {exc}"}),
+                                "application/json")
+                    return
+                self._reply(200, answer, "application/json")
+
             def _reply(self, status: int, body: bytes,
                        content_type: str = "text/plain; charset=utf-8") -> None:
+                if status >= 400:  # the body may be unread: this connection cannot be reused
+                    self.close_connection = True
                 self.send_response(status)
                 self.send_header("content-type", content_type)
                 self.send_header("content-length", str(len(body)))
@@ -204,7 +239,7 @@ class QueryServer:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("query server: " + format, *args)
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd = _Server((host, port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="query-server",
                                         daemon=True)

@@ -240,11 +240,15 @@ class Pipeline:
         for role in sorted(self.roles.values(), key=lambda r: order.get(r.role, 1)):
             role.stop()
 
-    def mint_key(self, user: str, team: str, repo: str = "") -> str:
+    def mint_key(self, user: str, team: str, repo: str = "", *, file: bool = False) -> str:
+        """A key from ``meterline keys create``: in the registry, or with ``file`` in the
+        bootstrap keys file (for a gateway that cannot reach the broker)."""
         args = [sys.executable, "-m", "meterline.cli.main", "--config", str(self.config), "keys",
                 "create", "--user", user, "--team", team]
         if repo:
             args += ["--repo", repo]
+        if file:
+            args.append("--file")
         result = subprocess.run(args, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
         return result.stdout.strip().splitlines()[-1]
 

@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
+from meterline.cli.keys import add_parsers as add_keys_parsers
 from meterline.schemas import ConfigError, Settings, default_config_path, load_settings
 
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -69,28 +69,6 @@ def _simulator(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from meterline.ingest import mint_key
-
-    known_teams = {team.name for team in settings.teams}
-    if known_teams and args.team not in known_teams:
-        print(f"error: unknown team {args.team!r}; configured teams: "
-              f"{', '.join(sorted(known_teams))}", file=sys.stderr)
-        return 2
-    key, record = mint_key(Path(settings.keys_file), user=args.user, team=args.team,
-                           repo=args.repo, name=args.name, admin=args.admin)
-    print(f"created {record.id} for user {record.user} in team {record.team} "
-          f"(hash stored in {settings.keys_file}); the key is shown once:", file=sys.stderr)
-    print(key)
-    return 0
-
-
-def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    for record in settings.keys:
-        print(f"{record.id}\t{record.user}\t{record.team}\t{record.repo}\t{record.created_at}")
-    return 0
-
-
 def _sql(args: argparse.Namespace, settings: Settings) -> int:
     from meterline.sinks import QueryError, remote_query, store_endpoint
 
@@ -130,16 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulator.add_argument("--port", type=int, default=8090)
     simulator.set_defaults(run=_simulator)
 
-    keys = commands.add_parser("keys", help="manage virtual keys").add_subparsers(
-        dest="keys_command", required=True)
-    create = keys.add_parser("create", help="mint a key; prints it as the last line")
-    create.add_argument("--user", required=True)
-    create.add_argument("--team", required=True)
-    create.add_argument("--repo", default="", help="default repository for this key's calls")
-    create.add_argument("--name", default="")
-    create.add_argument("--admin", action="store_true")
-    create.set_defaults(run=_keys_create)
-    keys.add_parser("list", help="list keys (ids, never keys)").set_defaults(run=_keys_list)
+    add_keys_parsers(commands)
 
     sql = commands.add_parser("sql", help="run a read-only query against the store")
     sql.add_argument("query")

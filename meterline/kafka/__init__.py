@@ -21,8 +21,8 @@ from .clients import KafkaClients
 from .errors import BrokerError, BrokerRefused, BrokerUnavailable, kafka_errors
 from .quirks import APACHE_KAFKA, EMBEDDED, BrokerPolicy, policy_for
 from .source import BatchLimits, TopicSource
-from .topics import create_topics
+from .topics import create_registry_topic, create_topics
 
 __all__ = ["APACHE_KAFKA", "EMBEDDED", "BatchLimits", "BrokerError", "BrokerPolicy",
-           "BrokerRefused", "BrokerUnavailable", "KafkaClients", "TopicSource", "create_topics",
-           "kafka_errors", "policy_for"]
+           "BrokerRefused", "BrokerUnavailable", "KafkaClients", "TopicSource",
+           "create_registry_topic", "create_topics", "kafka_errors", "policy_for"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from meterline.kafka import create_topics
+from meterline.kafka import create_registry_topic, create_topics
 from meterline.schemas import Settings, Topics
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,8 @@ def run_init(settings: Settings) -> int:
     names = Topics(settings.kafka.topic_prefix).all()
     create_topics(settings.kafka, names, partitions=settings.kafka.partitions,
                   replication_factor=settings.kafka.replication_factor, timeout_s=60)
-    log.info("topics ready: %s", ", ".join(names))
+    create_registry_topic(settings.kafka, timeout_s=60)
+    log.info("topics ready: %s, %s", ", ".join(names), Topics(settings.kafka.topic_prefix).keys)
     if settings.clickhouse.embedded:
         log.info("ClickHouse is embedded: the store applies migrations when it starts")
         return 0

@@ -144,6 +144,7 @@ def run_store(settings: Settings) -> None:
     rollup view's insert is healed here. Store jobs (``POST /jobs/<name>``,
     see ``store_jobs``) share the sink's writer and its lock.
     """
+    from meterline.governance.ledger import Ledger
     from meterline.reports import create_scheduler, register_jobs
     from meterline.sinks import (
         EventSink,
@@ -172,17 +173,21 @@ def run_store(settings: Settings) -> None:
     register_provider_reconcile(scheduler, jobs, settings)
     reader = connect(settings.clickhouse, readonly=True, database=settings.clickhouse.database,
                      limits=settings.store)
+    ledger = Ledger(settings, connect(settings.clickhouse))
     queries = QueryServer(reader, settings.store.host, settings.store.port, jobs=jobs,
                           access=StoreAccess.for_store(settings),
-                          max_sql_bytes=settings.store.max_query_bytes)
+                          max_sql_bytes=settings.store.max_query_bytes, ledger=ledger)
     queries.start()
     log.info("store query endpoint on %s", queries.url)
     sink = EventSink(settings.kafka, settings.store, writer)
     from meterline.reports.anomaly_notify import run_anomaly_sink
     from meterline.sinks.audit import run_audit_sink
+    from meterline.sinks.key_events import run_key_sink
     sinks = [threading.Thread(target=target, args=args, name=name) for name, target, args in (
         ("event sink", sink.run, (stop,)), ("anomaly sink", run_anomaly_sink, (settings, stop)),
-        ("audit sink", run_audit_sink, (settings, stop)))]
+        ("audit sink", run_audit_sink, (settings, stop)),
+        ("key sink", run_key_sink, (settings, connect(settings.clickhouse), stop)),
+        ("ledger refresh", ledger.run_refresh, (stop,)))]
     for thread in sinks:
         thread.start()
     scheduler.start()

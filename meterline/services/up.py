@@ -33,7 +33,7 @@ from typing import TextIO
 from meterline.embedded import Supervisor, create_topics, free_port, wait_for_port
 from meterline.embedded.broker import broker_argv
 from meterline.embedded.supervisor import ManagedProcess, role_argv
-from meterline.kafka import BrokerError
+from meterline.kafka import BrokerError, create_registry_topic
 from meterline.schemas import Settings, Topics
 from meterline.simulator.drive import SIMULATOR_URL_FILE
 
@@ -168,6 +168,7 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
         create_topics(settings.kafka, topics,
                       partitions=settings.kafka.partitions,
                       replication_factor=settings.kafka.replication_factor)
+        create_registry_topic(settings.kafka)
 
     if settings.kafka.embedded:
         host, port = _broker_address(settings)
