@@ -48,7 +48,13 @@ from .chargeback_delivery import email_report, post_to_slack
 from .chargeback_ledger import RunLedger
 from .chargeback_model import Chargeback, Reconciliation, build_chargeback
 from .chargeback_period import Month, month_before
-from .chargeback_query import fetch_daily, fetch_lines, fetch_team_totals, ledger_totals
+from .chargeback_query import (
+    fetch_daily,
+    fetch_lines,
+    fetch_refusals,
+    fetch_team_totals,
+    ledger_totals,
+)
 from .chargeback_render import render_html, render_lead_summaries
 from .errors import ReconciliationMismatch
 from .reconcile_findings import fetch_provider_check
@@ -104,6 +110,9 @@ def read_chargeback(client: Any, database: str, settings: Settings, month: Month
                              ledger.requests)
         chargeback.reconciliation = rec
         if rec.balanced:
+            refusals = fetch_refusals(client, database, window)
+            for team in chargeback.all_teams:
+                team.refused = refusals.get(team.name, {}) if team.attributed else {}
             chargeback.provider_check = fetch_provider_check(client, database, window.first_day,
                                                              window.end_day)
             return chargeback

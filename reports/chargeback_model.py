@@ -67,6 +67,8 @@ class TeamChargeback:
     lines: list[Line] = field(default_factory=list)
     previous_cost_usd: Decimal = ZERO
     daily: dict[date, Decimal] = field(default_factory=dict)
+    #: Calls the gateway refused (revoked key, rate limit, blocking budget...), by reason.
+    refused: dict[str, int] = field(default_factory=dict)
 
     def _sum(self, pick: Callable[[Line], int]) -> int:
         return sum(pick(line) for line in self.lines)

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from meterline.schemas import COST_SCALE
+from meterline.schemas.governance import REFUSALS
 from meterline.sinks.errors import store_errors
 
 from .chargeback_period import Window
@@ -118,6 +119,24 @@ def fetch_daily(client: Any, database: str, window: Window) -> list[DailySpend]:
         rows = client.query(sql, parameters={**_bounds(window), "zone": window.timezone}
                             ).result_rows
     return [DailySpend(bool(r[0]), r[1], window.clamp(r[2]), int(r[3]), exact(r[4])) for r in rows]
+
+
+def fetch_refusals(client: Any, database: str, window: Window) -> dict[str, dict[str, int]]:
+    """Calls the gateway refused, per team and reason (``schemas.governance.REFUSALS``)."""
+    sql = f"""
+        SELECT team, error_class, uniqExact(request_id)
+        FROM {database}.events
+        WHERE received_at >= toDateTime64({{start:String}}, 6, 'UTC')
+          AND received_at < toDateTime64({{end:String}}, 6, 'UTC')
+          AND error_class IN {{classes:Array(String)}}
+        GROUP BY team, error_class ORDER BY team, error_class"""
+    with store_errors("reading the refused calls"):
+        rows = client.query(sql, parameters={**_bounds(window),
+                                             "classes": list(REFUSALS)}).result_rows
+    found: dict[str, dict[str, int]] = {}
+    for team, error_class, calls in rows:
+        found.setdefault(team, {})[REFUSALS[error_class]] = int(calls)
+    return found
 
 
 def fetch_team_totals(client: Any, database: str,

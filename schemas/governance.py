@@ -33,6 +33,18 @@ KeyAction = Literal["minted", "rotated", "revoked", "updated", "expired"]
 
 KEY_EVENT_SCHEMA_VERSION = "1.0"
 
+#: The gateway's refusals of a call it could attribute (an event's ``error_class``), and
+#: how reports name them. Each such call is an event with status >= 400 and no cost.
+REFUSALS: dict[str, str] = {
+    "KeyRevoked": "key revoked",
+    "KeyExpired": "key expired",
+    "ModelNotAllowed": "model or provider not allowed",
+    "RateLimited": "over a rate limit",
+    "BudgetExceeded": "over a blocking budget",
+    "PolicyRefused": "egress policy",
+    "EnforcementUnavailable": "limits unavailable (fail-closed)",
+}
+
 
 class RateLimit(_Section):
     """Requests and tokens (input + output) per rolling minute; ``None`` or 0: no limit."""

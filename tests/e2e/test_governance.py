@@ -8,6 +8,7 @@ first (own port, own spool) sharing the registry and the store's ledger.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import pytest
 
 from meterline.embedded import free_port, wait_for_port
 from tests.backends import Backend
-from tests.harness import REPO_ROOT, Pipeline, Role, wait_until
+from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, Role, wait_until
 
 OPUS = "claude-opus-4-1"
 PROMPT = "Refactor the billing module and explain each change. " * 40
@@ -43,7 +44,7 @@ class Governed:
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "meterline.cli.main", "--config",
                                str(self.pipeline.config), *args], capture_output=True, text=True,
-                              cwd=REPO_ROOT, timeout=60)
+                              cwd=REPO_ROOT, timeout=60, env={**os.environ, **STORE_TOKEN_ENV})
 
     def mint(self, *args: str) -> str:
         result = self.cli("keys", "create", *args)
@@ -234,6 +235,14 @@ def test_block_budget_overshoot_is_bounded_across_two_instances(
     wait_until(lambda: int(pipeline.scalar(
         "SELECT count() FROM events WHERE team = 'payments' AND error_class = 'BudgetExceeded'"
     )) == counts["blocked"], 60, message="every refusal on the books")
+    # finance sees them too: the month's chargeback lists the team's refused calls
+    month = time.strftime("%Y-%m", time.gmtime())
+    out_dir = pipeline.workdir / "reports"
+    report = governed.cli("report", "chargeback", "--month", month, "--output-dir",
+                          str(out_dir), "--no-deliver")
+    assert report.returncode == 0, report.stderr
+    html = (out_dir / "chargeback" / month / f"chargeback-{month}.html").read_text()
+    assert f"{counts['blocked']:,} over a blocking budget" in html
 
 
 def _worst_case_usd(prompt_chars: int, max_tokens: int) -> Decimal:
