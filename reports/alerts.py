@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from meterline.schemas import Settings
 from meterline.sinks import SinkError
+from meterline.sinks.key_events import registry_states
 
 from .alerts_config import alert_destinations
 from .alerts_ledger import AlertLedger, AlertRef
@@ -121,11 +122,18 @@ class BudgetAlerts:
                 outcomes.append(outcome)
         return outcomes
 
+    def _current_budgets(self) -> list[Budget]:
+        """The configured budgets, and those of keys minted since in the key registry."""
+        registry = registry_states(self._client, self._database)
+        if not any(key.budget_usd is not None for key in registry):
+            return self.budgets
+        return budgets_from(self._settings, registry)
+
     def _assess_all(self, now: datetime) -> list[Assessment]:
         """Every budget assessed at ``now``, reading spend once per distinct period."""
         window_h = self._settings.budgets.forecast_window_h
         groups: dict[tuple[datetime, datetime], list[tuple[Budget, BudgetPeriod]]] = {}
-        for budget in self.budgets:
+        for budget in self._current_budgets():
             period = budget.period(now)
             groups.setdefault((period.start, period.end), []).append((budget, period))
         assessments = []

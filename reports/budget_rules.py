@@ -19,12 +19,13 @@ rhythm (quiet weekends), which a whole-week window averages out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
 
-from meterline.schemas import BudgetPeriodKind, BudgetSettings, Settings, TeamSettings
+from meterline.schemas import BudgetPeriodKind, BudgetSettings, KeySettings, Settings, TeamSettings
 
 from .budget_period import BudgetPeriod
 
@@ -83,8 +84,9 @@ def threshold_name(threshold: Decimal) -> str:
     return f"{(threshold * 100).normalize():f}%"
 
 
-def budgets_from(settings: Settings) -> list[Budget]:
-    """Every budget in the configuration, teams first, in configuration order."""
+def budgets_from(settings: Settings, registry_keys: Iterable[KeySettings] = ()) -> list[Budget]:
+    """Every budget in the configuration, teams first, in configuration order, then those of
+    ``registry_keys`` (the key registry's, revoked ones left out) the configuration lacks."""
     defaults = settings.budgets
     teams = {team.name: team for team in settings.teams}
     budgets: list[Budget] = []
@@ -104,6 +106,10 @@ def budgets_from(settings: Settings) -> list[Budget]:
         add("user", user.name, teams.get(user.team), user.budget_usd)
     for key in settings.keys:
         add("key", key.id, teams.get(key.team), key.budget_usd)
+    configured = {key.id for key in settings.keys}
+    for key in registry_keys:
+        if key.id not in configured and key.revoked_at is None:
+            add("key", key.id, teams.get(key.team), key.budget_usd)
     return budgets
 
 

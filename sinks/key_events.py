@@ -23,8 +23,8 @@ from typing import Any
 
 import orjson
 
-from meterline.governance.registry import KeyEventFollower, KeyRegistry
-from meterline.schemas import Settings
+from meterline.governance.registry import LATEST_STATES_SQL, KeyEventFollower, KeyRegistry
+from meterline.schemas import KeySettings, Settings
 from meterline.schemas.governance import KeyEvent
 
 from .errors import SinkError, store_errors
@@ -95,6 +95,13 @@ class KeyEventSink(KeyEventFollower):
                 if self._stop.wait(delay):
                     return
                 delay = min(delay * 2, 10.0)
+
+
+def registry_states(client: Any, database: str) -> list[KeySettings]:
+    """Every key's newest state in ``key_events`` (the store side of ``LATEST_STATES_SQL``)."""
+    with store_errors("reading key states"):
+        result = client.query(LATEST_STATES_SQL.replace("{db}", database + "."))
+    return [KeySettings.model_validate_json(state) for _, _, state in result.result_rows]
 
 
 def run_key_sink(settings: Settings, client: Any, stop: threading.Event) -> None:

@@ -17,6 +17,8 @@ import pytest
 
 from meterline.reports import BudgetAlerts, create_scheduler, register_alert_job
 from meterline.schemas import KeySettings, UserSettings
+from meterline.schemas.governance import KeyEvent
+from meterline.sinks.key_events import COLUMNS, row_of
 from tests.reports.budget_traffic import alert_settings, ledger_rows, spend
 from tests.reports.slack_stub import SlackStub, running_stub
 
@@ -248,3 +250,27 @@ def test_without_a_webhook_the_alert_is_recorded_once_then_sent_when_one_is_set(
     (sent,) = BudgetAlerts(*clickhouse, configured).check(NOV_10 + timedelta(minutes=10))
     assert sent.status == "sent" and len(slack.payloads) == 1
     assert [state for _, state in ledger_rows(clickhouse)] == ["undelivered", "claimed", "sent"]
+
+
+def test_a_key_minted_in_the_registry_with_a_budget_is_alerted(
+        clickhouse: tuple[Any, str], slack: SlackStub) -> None:
+    """A key minted through the registry (not in the configuration) with --budget: its row in
+    key_events gives the alert job the budget; a revoked key's budget is no longer watched."""
+    client, database = clickhouse
+    settings = alert_settings(slack.url)
+    minted = KeySettings(id="key_0000000c0ffe", sha256="c" * 64, user="bob", team="platform",
+                         budget_usd=Decimal(4))
+    revoked = KeySettings(id="key_00000000dead", sha256="d" * 64, user="bob", team="platform",
+                          budget_usd=Decimal(1), revoked_at=NOV_10 - timedelta(days=1))
+    events = [KeyEvent(key_id=key.id, version=index + 1, action="minted", actor="cli:test",
+                       state=key.model_dump(mode="json"))
+              for index, key in enumerate((minted, revoked))]
+    client.insert(f"{database}.key_events", [row_of(event) for event in events],
+                  column_names=COLUMNS)
+    spend(clickhouse, settings, 5, NOV_10 - timedelta(hours=1), user="bob",
+          key_id="key_0000000c0ffe")
+    spend(clickhouse, settings, 5, NOV_10 - timedelta(hours=1), user="bob",
+          key_id="key_00000000dead")
+    outcomes = BudgetAlerts(*clickhouse, settings).check(NOV_10)
+    assert [o.ref.key for o in outcomes] == ["key:key_0000000c0ffe:2026-11:100%"]
+    assert slack.headers_of(0) == "Budget reached: key key_0000000c0ffe (platform) at 125%"
