@@ -24,6 +24,8 @@ from meterline.embedded import free_port, wait_for_port
 from tests.backends import Backend
 from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, Role, wait_until
 
+pytestmark = [pytest.mark.e2e, pytest.mark.store]
+
 OPUS = "claude-opus-4-1"
 PROMPT = "Refactor the billing module and explain each change. " * 40
 GOVERNED_TEAMS = [
@@ -139,7 +141,7 @@ def test_rotation_keeps_both_keys_valid_through_the_grace_window(
     assert rotated.returncode == 0, rotated.stderr
     new = rotated.stdout.strip().splitlines()[-1]
     for url in governed.urls:
-        assert wait_until(lambda url=url: chat(url, new).status_code == 200, 5)
+        assert chat(url, new).status_code == 200  # a key minted a moment ago works at once
         assert chat(url, old).status_code == 200  # still inside its grace
     expired = wait_until(lambda: (r := chat(governed.urls[1], old)).status_code == 401 and r, 10)
     error = expired.json()["error"]
