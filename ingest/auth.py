@@ -146,7 +146,7 @@ class KeyRing:
 
 def check_usable(key: KeySettings, now: datetime) -> None:
     """Refuse a revoked key, or one past its expiry (a rotated key past its grace)."""
-    if key.revoked_at is not None and key.revoked_at <= now:
+    if key.revoked_at is not None:  # at once, whatever this host's clock says
         raise KeyRevoked(f"This API key ({key.id}) was revoked on "
                          f"{key.revoked_at:%Y-%m-%d %H:%M} UTC. Ask your team admin for a new "
                          "key (`meterline keys create`).")

@@ -204,10 +204,13 @@ class Ledger:
             reservation = self._reservations.get(request_id)
             if reservation is None or reservation.cost_usd is not None:
                 return
-            self._count(reservation, cost - reservation.worst_usd)
-            reservation.cost_usd = cost
             for entry in reservation.windows:
                 entry[1] = tokens
+            if not reservation.budgets:  # only limits: nothing left to count against a budget
+                del self._reservations[request_id]
+                return
+            self._count(reservation, cost - reservation.worst_usd)
+            reservation.cost_usd = cost
 
     # -- refresh ------------------------------------------------------------------------------
 
@@ -218,7 +221,10 @@ class Ledger:
             for request_id, reservation in list(self._reservations.items()):
                 if reservation.expires <= now:
                     self._drop(request_id)
-            pending = list(self._reservations)
+            for subject, window in list(self._windows.items()):
+                if not window or window[-1][0] <= now - WINDOW_S:  # quiet for a minute
+                    del self._windows[subject]
+            pending = [request_id for request_id, r in self._reservations.items() if r.budgets]
             periods = dict(self._periods)
         stored_ids = self._stored_ids(pending)  # before the totals: see the module docstring
         totals: dict[BudgetKey, Decimal] = {}
