@@ -221,8 +221,8 @@ class Ledger:
             for request_id, reservation in list(self._reservations.items()):
                 if reservation.expires <= now:
                     self._drop(request_id)
-            for subject, window in list(self._windows.items()):
-                if not window or window[-1][0] <= now - WINDOW_S:  # quiet for a minute
+            for subject, entries in list(self._windows.items()):
+                if not entries or entries[-1][0] <= now - WINDOW_S:  # quiet for a minute
                     del self._windows[subject]
             pending = [request_id for request_id, r in self._reservations.items() if r.budgets]
             periods = dict(self._periods)

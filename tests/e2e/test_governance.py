@@ -117,7 +117,9 @@ def test_revoke_takes_effect_on_the_second_gateway_within_5_s(governed: Governed
     assert time.monotonic() - since < 5.0
     error = refusal.json()["error"]
     assert error["code"] == "key_revoked" and key_id in error["message"]
-    assert message(governed.urls[0], key).json()["error"]["type"] == "authentication_error"
+    anthropic = wait_until(lambda: (r := message(governed.urls[0], key)).status_code == 401 and r,
+                           5.0, interval_s=0.05, message="the revocation on gateway 1")
+    assert anthropic.json()["error"]["type"] == "authentication_error"
     # the refused call is on the books with its reason, and the key events with who did them
     request_id = refusal.headers["x-meterline-request-id"]
     assert wait_until(lambda: stored(governed.pipeline, request_id), 30) == [
