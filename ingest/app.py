@@ -16,6 +16,10 @@ Surfaces (method, path, envelope surface):
     GET  /v1/models                 openai.models  (see ``model_list``)
     POST /v1/messages               anthropic.messages
     POST /v1/messages/count_tokens  anthropic.count_tokens
+
+Besides them: ``/healthz``, ``/readyz``, ``/metrics`` (``operations``), the
+key API under ``/admin/keys`` (``key_api``) and the dashboard under ``/ui``;
+the last two are found by prefix behind the route lookup's miss.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from .egress import EgressGate
 from .emitter import EnvelopeEmitter
 from .enforce import Enforcer
 from .errors import ApiStyle, GatewayError, InternalError, MethodNotAllowed, NotFound
+from .key_api import KeyApi, is_key_api
+from .key_service import KeyService
 from .logs import configure_logging
 from .metrics import GatewayMetrics
 from .operations import Endpoint, operations, send_bytes
@@ -84,9 +90,12 @@ class GatewayApp:
         self._snapshot: asyncio.Task[None] | None = None
         enforcer = Enforcer(settings, self.store_url, lambda: resolve_token(settings, "read"),
                             self.metrics)
-        self.keyring = KeyRing(settings.keys, settings.keys_file, self.keys)
+        self.keyring = KeyRing(settings.keys, settings.keys_file, self.keys,
+                               self.key_follower.news)
         self.proxy = Proxy(settings.gateway, self.keyring, Router(settings), emitter,
-                           self.metrics, self.gate, enforcer, self.key_follower.news)
+                           self.metrics, self.gate, enforcer)
+        self.key_service = KeyService(settings, self.keyring)
+        self.key_api = KeyApi(self.key_service, settings.gateway)
         self._routes: dict[str, dict[str, Handler]] = {}
         self._ui: Handler | None = None
         for method, path, surface in SURFACES:
@@ -137,6 +146,9 @@ class GatewayApp:
             if methods is None and path.startswith("/ui"):
                 await self._dashboard()(scope, receive, tracked_send)
                 return
+            if methods is None and is_key_api(path):
+                await self.key_api(scope, receive, tracked_send)
+                return
             if methods is None:
                 raise NotFound(f"Unsupported path: {scope['method']} {path}. This gateway serves "
                                "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, "
@@ -163,7 +175,7 @@ class GatewayApp:
             from .ui import create_ui_app
 
             # starlette types ASGI messages as MutableMapping, this module as dict: same protocol
-            self._ui = cast(Handler, create_ui_app(self.settings))
+            self._ui = cast(Handler, create_ui_app(self.settings, key_service=self.key_service))
         return self._ui
 
     async def _refuse(self, error: GatewayError, path: str, send: Send, started: bool) -> None:

@@ -13,15 +13,15 @@ over the files' (it is the newer word on it).
 ``KeyRing.lookup`` is on the hot path: one hash and two dict lookups. On a
 miss it re-reads the keys file if that file changed since the last read, so a
 key written there works at once; the proxy then also waits for the registry
-to catch up (``KeyRing.registry_news``) before refusing a key minted a moment
-ago. ``KeyRing.check`` refuses a revoked or expired key, and one used for a
+to catch up (``KeyRing.lookup_waiting``) before refusing a key minted a
+moment ago. ``KeyRing.check`` refuses a revoked or expired key, and one used for a
 provider or model it is not allowed.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -41,12 +41,17 @@ from meterline.schemas import KeySettings
 
 from .errors import KeyExpired, KeyRevoked, ModelNotAllowed, Unauthenticated
 
-__all__ = ["KEY_PREFIX", "KeyRing", "UnknownKey", "check_allowed", "check_usable", "hash_key",
+__all__ = ["KEY_PREFIX", "KeyRing", "RegistryNews", "UnknownKey", "check_allowed", "check_usable", "hash_key",
            "key_id_for", "mint_key"]
 
 
 class UnknownKey(Unauthenticated):
     """A key was presented that no source knows (yet)."""
+
+
+#: Waits (up to the seconds given) until the key registry has applied what was published
+#: before the call; False when it could not tell (``TopicFollower.news``).
+RegistryNews = Callable[[float], Awaitable[bool]]
 
 
 def mint_key(keys_file: Path, **fields: Any) -> tuple[str, KeySettings]:
@@ -74,8 +79,9 @@ class KeyRing:
     """Lookup from presented key text to its record."""
 
     def __init__(self, keys: Iterable[KeySettings], keys_file: str = "",
-                 registry: KeyRegistry | None = None) -> None:
+                 registry: KeyRegistry | None = None, news: RegistryNews | None = None) -> None:
         self.registry = registry or KeyRegistry()
+        self._news = news
         self._static = list(keys)
         self._keys_file = Path(keys_file) if keys_file else None
         self._file_version = self._version()
@@ -131,6 +137,16 @@ class KeyRing:
                 "Incorrect API key provided. Use a virtual key issued by `meterline keys create`."
             )
         return record
+
+    async def lookup_waiting(self, presented: str | None) -> KeySettings:
+        """``lookup``; a key no source knows is looked up again once the registry has caught
+        up (up to a second), so a key minted a moment ago, on any host, works at once."""
+        try:
+            return self.lookup(presented)
+        except UnknownKey:
+            if self._news is None or not await self._news(1.0):
+                raise
+        return self.lookup(presented)
 
     def get(self, key_id: str) -> KeySettings | None:
         """The record of key ``key_id`` from any source, the registry's first."""

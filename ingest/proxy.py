@@ -35,7 +35,14 @@ import aiohttp
 import orjson
 
 from meterline.policy.messages import request_messages
-from meterline.schemas import GatewaySettings, Outcome, Surface, Usage, new_request_id
+from meterline.schemas import (
+    GatewaySettings,
+    KeySettings,
+    Outcome,
+    Surface,
+    Usage,
+    new_request_id,
+)
 
 from .attribution import REPO_HEADER, resolve_repo
 from .auth import KeyRing, UnknownKey, check_allowed, check_usable
@@ -69,9 +76,6 @@ _DROP_RESPONSE_HEADERS = frozenset({
 
 REQUEST_ID_HEADER = b"x-meterline-request-id"
 
-#: Waits (up to the seconds given) until the key registry has applied what was published
-#: before the call; False when it could not tell.
-RegistryNews = Callable[[float], Awaitable[bool]]
 
 
 def response_headers(raw: Any, request_id: str,
@@ -104,11 +108,10 @@ class Proxy:
 
     def __init__(self, settings: GatewaySettings, keyring: KeyRing, router: Router,
                  emitter: EnvelopeEmitter, metrics: GatewayMetrics, gate: EgressGate,
-                 enforcer: Enforcer, registry_news: RegistryNews | None = None) -> None:
+                 enforcer: Enforcer) -> None:
         self._settings = settings
         self._gate = gate
         self._enforcer = enforcer
-        self._registry_news = registry_news
         self._keyring = keyring
         self._router = router
         self._emitter = emitter
@@ -132,28 +135,26 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
 
-    def _begin(self, scope: dict[str, Any], surface: Surface) -> tuple[CallRecord, dict[str, str]]:
+    def _begin(self, scope: dict[str, Any], surface: Surface,
+               key: KeySettings | None = None) -> tuple[CallRecord, dict[str, str]]:
         started_ns = time.perf_counter_ns()
         headers = request_headers(scope)
-        key = self._keyring.lookup(presented_key(headers))
+        key = key or self._keyring.lookup(presented_key(headers))
         return CallRecord(request_id=new_request_id(), received_at=datetime.now(UTC),
                           started_ns=started_ns, surface=surface, key=key,
                           user_agent=headers.get("user-agent", "")), headers
 
     async def _authenticated(self, scope: dict[str, Any],
                              surface: Surface) -> tuple[CallRecord, dict[str, str]]:
-        """``_begin``; a key no source knows is looked up again once the registry has caught
-        up, so a key minted a moment ago (on any host) works on its first call."""
+        """``_begin``, waiting for the registry before refusing a key it does not know yet."""
         try:
-            return self._begin(scope, surface)
-        except UnknownKey as unknown:
-            refusal = Unauthenticated(unknown.message)  # to the caller and metrics: just that
-            if self._registry_news is None or not await self._registry_news(1.0):
-                raise refusal from None
-        try:
-            return self._begin(scope, surface)
+            key = self._keyring.lookup(presented_key(request_headers(scope)))
         except UnknownKey:
-            raise refusal from None
+            try:
+                key = await self._keyring.lookup_waiting(presented_key(request_headers(scope)))
+            except UnknownKey as unknown:  # to the caller and the metrics: just that
+                raise Unauthenticated(unknown.message) from None
+        return self._begin(scope, surface, key)
 
     async def forward(self, scope: dict[str, Any], receive: Receive, send: Send,
                       surface: Surface, anthropic_style: bool) -> None:

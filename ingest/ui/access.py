@@ -3,14 +3,16 @@
 Rules (docs/dashboard.md):
 
 - the UI asks for a virtual key once, checks its SHA-256 against the same
-  records the gateway uses (settings plus the keys file), and then forgets it;
+  records the gateway uses (settings, the keys file and the key registry), and
+  then forgets it;
 - the cookie holds only the key **id** and an expiry, signed with HMAC-SHA256
   under a secret drawn when the process starts. It is ``HttpOnly`` and
   ``SameSite=Strict``. The key text is never stored, logged or rendered, and a
   restart simply asks everyone to log in again;
 - every request resolves the id against the current keys (settings plus the
-  keys file, re-read when it changes), so a key removed from the file loses
-  the dashboard at once, not when its cookie expires;
+  keys file, re-read when it changes, and the registry), so a key removed from
+  the file, revoked or expired loses the dashboard at once, not when its
+  cookie expires;
 - an admin key sees every team; any other key sees only its own team.
 """
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from meterline.governance.registry import KeyRegistry
 from meterline.schemas import KeySettings
 
 from ..auth import hash_key
@@ -56,23 +59,29 @@ class Viewer:
 
 
 class KeyDirectory:
-    """Every known key record by id: the configured ones plus the keys file, re-read on change.
+    """Every known key record by id: the configured ones plus the keys file, re-read on change,
+    overlaid with the key registry's states (its word on a key is the newest).
 
-    ``KeyRing`` answers "which record has this key?" on the hot path; the
-    dashboard also needs "which record has this id?" and the full list (the
-    key inventory), which ``KeyRing`` does not offer, so this reads the same
-    two sources. It re-reads the file whenever its mtime differs from the last
-    read, including the first: a ``KeyRing`` built after a key was minted
-    would otherwise treat the file as already read.
+    ``KeyRing`` answers "which record has this key?" on the hot path and
+    re-reads the keys file only on a miss; the dashboard also resolves ids on
+    every request and lists every key (the key inventory), so it must see the
+    file's current content, and reads it itself: whenever its mtime differs
+    from the last read, including the first (a ``KeyRing`` built after a key
+    was minted would otherwise treat the file as already read).
     """
 
-    def __init__(self, configured: list[KeySettings], keys_file: str) -> None:
+    def __init__(self, configured: list[KeySettings], keys_file: str,
+                 registry: KeyRegistry) -> None:
         self._configured = list(configured)
         self._keys_file = Path(keys_file) if keys_file else None
+        self._registry = registry
         self._mtime_ns = -1
         self._records: dict[str, KeySettings] = {}
 
     def records(self) -> dict[str, KeySettings]:
+        return {**self._from_files(), **{state.id: state for state in self._registry.states()}}
+
+    def _from_files(self) -> dict[str, KeySettings]:
         mtime = (self._keys_file.stat().st_mtime_ns
                  if self._keys_file is not None and self._keys_file.exists() else 0)
         if mtime != self._mtime_ns:
@@ -85,7 +94,6 @@ class KeyDirectory:
                     records.setdefault(record.id, record)
             self._records, self._mtime_ns = records, mtime
         return self._records
-
 
     def lookup(self, presented: str) -> KeySettings | None:
         """The record of a presented key text, by its hash; None when no key matches."""

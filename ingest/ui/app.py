@@ -1,14 +1,18 @@
 """The dashboard's ASGI app (FastAPI + Jinja2), mounted by the gateway under ``/ui``.
 
-Pages (all GET, all read-only, all taking ``from``, ``to``, ``team``, ``repo``,
-``tool``, ``model``; add ``csv=<table>`` for a table as CSV):
+Pages (all GET, all taking ``from``, ``to``, ``team``, ``repo``, ``tool``,
+``model``; add ``csv=<table>`` for a table as CSV):
 
     /ui/overview        spend vs budget per team, daily chart, forecast
     /ui/team/{team}     developer x day, repository x day, tool/model mix, top requests
-    /ui/keys            key inventory: last use, spend, idle keys
+    /ui/keys            key inventory: last use, spend, idle keys; and the keys the
+                        viewer manages, with forms to mint, revoke, rotate (``key_pages``)
     /ui/buckets         unpriced usage and unattributed spend
     /ui/activity        anomalies and budget alerts sent
     /ui/login, /ui/logout
+
+The only writes are the Keys page's forms, through the same ``KeyService``
+as the gateway's ``/admin/keys``; every POST is CSRF-checked (``csrf``).
 
 Every refusal is a page with a sentence, never a traceback: bad filters 400,
 unknown team 404, another team's data 403, store down 503, and anything else
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,10 +34,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from meterline.schemas import Settings
+from meterline.schemas import KeySettings, Settings
 from meterline.schemas.store_auth import resolve_token
 
-from . import pages
+from ..auth import KeyRing, check_usable
+from ..errors import Unauthenticated
+from ..key_service import KeyService
+from . import key_pages, pages
 from .access import COOKIE_NAME, SESSION_TTL_S, Forbidden, KeyDirectory, SessionSigner, Viewer, viewer_for
 from .csrf import CSRF_FIELD, CsrfGuard, CsrfRefused
 from .filters import BadFilter, Filters, parse_filters
@@ -52,23 +60,43 @@ def _money(value: Any) -> str:
     return "" if value is None or value == "" else f"${value:,.2f}"
 
 
-class Dashboard:
-    """Holds what every request needs: settings, the store reader, keys and templates."""
+def unusable(record: KeySettings) -> str:
+    """Why ``record`` may not log in (revoked, expired), or "" when it may."""
+    try:
+        check_usable(record, datetime.now(UTC))
+    except Unauthenticated as exc:
+        return exc.message
+    return ""
 
-    def __init__(self, settings: Settings, store_url: str | None = None) -> None:
+
+class Dashboard:
+    """Holds what every request needs: settings, the store reader, keys and templates.
+
+    ``keys`` is the gateway's key service (its registry followed live); a dashboard
+    served on its own makes one over the configured keys and the keys file.
+    """
+
+    def __init__(self, settings: Settings, store_url: str | None = None,
+                 keys: KeyService | None = None) -> None:
         self.settings = settings
         self.reader = StoreReader(store_url or f"http://{settings.store.host}:{settings.store.port}",
                                   token=lambda: resolve_token(settings, "read"))
-        self.directory = KeyDirectory(settings.keys, settings.keys_file)
+        self.keys = keys or KeyService(settings, KeyRing(settings.keys, settings.keys_file))
+        self.directory = KeyDirectory(settings.keys, settings.keys_file, self.keys.keyring.registry)
         self.signer = SessionSigner()
         self.csrf = CsrfGuard()
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]))
         self.templates.filters["money"] = _money
 
-    def viewer(self, request: Request) -> Viewer | None:
+    def session(self, request: Request) -> KeySettings | None:
+        """The logged-in key's record; None without a valid session or once it is unusable."""
         key_id = self.signer.key_id(request.cookies.get(COOKIE_NAME))
         record = self.directory.records().get(key_id) if key_id else None
+        return record if record is not None and not unusable(record) else None
+
+    def viewer(self, request: Request) -> Viewer | None:
+        record = self.session(request)
         return viewer_for(record) if record is not None else None
 
     def html(self, template: str, status: int = 200, *, request: Request | None = None,
@@ -93,7 +121,7 @@ class Dashboard:
         return form
 
     async def page(self, request: Request, template: str, title: str, build: PageBuilder,
-                   team: str = "") -> Response:
+                   team: str = "", extra: dict[str, Any] | None = None) -> Response:
         """Authenticate, validate filters, build the page, then render it or one table as CSV."""
         viewer = self.viewer(request)
         if viewer is None:
@@ -125,8 +153,8 @@ class Dashboard:
         # JSON inside <script>: "</" must not close the element, whatever a label contains
         charts_json = json.dumps(page.charts).replace("</", "<\\/")
         return self.html(template, request=request, title=title, viewer=viewer, filters=filters,
-                         page=page,
-                         choices=choices, charts_json=charts_json, path=request.url.path)
+                         page=page, choices=choices, charts_json=charts_json,
+                         path=request.url.path, **(extra or {}))
 
     def _csv(self, tables: list[Table], name: str, title: str) -> Response:
         for table in tables:
@@ -137,9 +165,10 @@ class Dashboard:
         raise BadFilter(f"This page has no table called {name!r}.")
 
 
-def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
+def create_ui_app(settings: Settings, store_url: str | None = None, *,
+                  key_service: KeyService | None = None) -> FastAPI:
     """The dashboard app; every route path starts with ``/ui`` (the gateway mounts by prefix)."""
-    ui = Dashboard(settings, store_url)
+    ui = Dashboard(settings, store_url, key_service)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -167,9 +196,11 @@ def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
             return ui.problem(403, "Form refused", str(exc), None, request)
         presented = (form.get("key") or [""])[0].strip()
         record = ui.directory.lookup(presented) if presented else None
-        if record is None:
+        refusal = ("That key is not a Meterline virtual key known to this gateway."
+                   if record is None else unusable(record))
+        if record is None or refusal:
             return ui.html("login.html", 401, request=request, title="Log in", viewer=None,
-                           error="That key is not a Meterline virtual key known to this gateway.")
+                           error=refusal)
         response = RedirectResponse("/ui/overview", status_code=303)
         response.set_cookie(COOKIE_NAME, ui.signer.issue(record.id), max_age=SESSION_TTL_S,
                             path="/ui", httponly=True, samesite="strict",
@@ -198,8 +229,13 @@ def create_ui_app(settings: Settings, store_url: str | None = None) -> FastAPI:
 
     @app.get("/ui/keys")
     async def keys(request: Request) -> Response:
+        holder = ui.session(request)
+        manage = key_pages.management(ui.keys, holder) if holder is not None else None
         return await ui.page(request, "keys.html", "Keys",
-                             lambda viewer, f: pages.keys(ui.reader, settings, ui.directory, viewer, f))
+                             lambda viewer, f: pages.keys(ui.reader, settings, ui.directory, viewer, f),
+                             extra={"manage": manage})
+
+    key_pages.add_routes(app, ui)
 
     @app.get("/ui/buckets")
     async def buckets(request: Request) -> Response:
