@@ -11,10 +11,14 @@ install:
 ## The Kafka tier's broker: Apache Kafka's jars from Maven Central, fetched once (Java 17 and
 ## Maven from apt-get where missing); status 3 (Maven Central not reachable) leaves the tier
 ## to skip with the script's one line.
+## The agent tier's Claude Code and Codex CLI: from the npm registry, installed once into
+## ~/.cache/meterline/npm (Node.js and npm from apt-get where missing); status 3 (the npm
+## registry not reachable) leaves the tier to skip with the script's one line.
 install-dev:
 	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	deploy/kafka/kafka-local fetch >/dev/null || [ $$? -eq 3 ]
+	deploy/agents/install-agents >/dev/null || [ $$? -eq 3 ]
 
 ## Run the whole pipeline on this machine (embedded broker and ClickHouse).
 up: install
