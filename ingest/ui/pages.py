@@ -23,6 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from meterline.schemas import Settings
+from meterline.schemas.governance import REFUSALS
 
 from .access import KeyDirectory, Viewer
 from .filters import Filters
@@ -99,10 +100,14 @@ def _elapsed_fraction(filters: Filters) -> float:
     return max((now - start) / timedelta(days=days), 1 / (24 * days))
 
 
+#: The refusal classes as an SQL tuple: constants of this code, never user input.
+_REFUSAL_CLASSES = "(" + ", ".join(f"'{name}'" for name in REFUSALS) + ")"
+
+
 async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
     viewer.require(filters.team)
     where, day, bound = filters.rollup_where(), _DAY, filters.params()
-    users, repos, mix, top = await reader.many([
+    users, repos, mix, top, refused = await reader.many([
         (f"SELECT user, {day}, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
          "GROUP BY user, day", bound),
         (f"SELECT if(repo = '', '(unknown)', repo) AS repository, {day}, "
@@ -116,7 +121,12 @@ async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
          "+ cache_write_1h_tokens AS input_tokens, output_tokens, cost_usd "
          f"FROM events FINAL WHERE {filters.events_where()} ORDER BY cost_usd DESC LIMIT 20",
          bound),
+        (f"SELECT user, error_class, uniqExact(request_id) AS calls FROM events "
+         f"WHERE {filters.events_where()} AND error_class IN {_REFUSAL_CLASSES} "
+         "GROUP BY user, error_class ORDER BY calls DESC", bound),
     ])
+    for row in refused:
+        row["reason"] = REFUSALS.get(row.pop("error_class"), "")
     tables = [
         pivot_by_day("developers", "Spend per developer and day", users, label="user",
                      days=filters.days),
@@ -131,6 +141,10 @@ async def team(reader: StoreReader, viewer: Viewer, filters: Filters) -> Page:
                          "input_tokens", "output_tokens", "cost_usd"], money_columns=["cost_usd"],
                         count_columns=["input_tokens", "output_tokens"],
                         note="Ids and token counts only: prompt and response bodies are not stored."),
+        table_from_rows("refused", "Calls refused at the gateway", refused,
+                        ["user", "reason", "calls"], count_columns=["calls"],
+                        note="Revoked or expired keys, models not allowed, rate limits and "
+                             "blocking budgets (docs/governance.md). Refused calls cost nothing."),
     ]
     total = sum((money(row["spend_usd"]) for row in users), Decimal(0))
     return Page(tables, {"daily": daily_series(users, label="user", days=filters.days)},

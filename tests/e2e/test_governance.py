@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import time
@@ -185,6 +186,19 @@ def test_rate_limit_holds_across_instances_with_retry_after(governed_tansu: Gove
     request_id = limited.headers["x-meterline-request-id"]
     assert wait_until(lambda: stored(governed.pipeline, request_id), 30)[0][:2] == [
         "RateLimited", "429"]
+    wait_until(lambda: int(governed.pipeline.scalar(
+        "SELECT count() FROM events WHERE error_class = 'RateLimited'")) == 2, 30)
+    # the team lead sees them on the team's dashboard page, by developer and reason
+    lead = governed.mint("--user", "dana", "--team", "platform")
+    with httpx.Client(base_url=governed.urls[0], follow_redirects=True) as browser:
+        form = browser.get("/ui/login")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        browser.post("/ui/login", data={"key": lead, "csrf": csrf.group(1)})
+        page = browser.get("/ui/team/platform").text
+    assert "Calls refused at the gateway" in page
+    refused_row = re.search(r"<td>dave</td>\s*<td>over a rate limit</td>\s*<td[^>]*>2</td>", page)
+    assert refused_row is not None, page[page.find("Calls refused"):][:1500]
 
 
 async def _spend_until_blocked(urls: tuple[str, ...], key: str, callers: int,
