@@ -155,7 +155,8 @@ def _refusals() -> Iterator[None]:
     """``key_admin``'s refusals as GatewayErrors: not permitted 403, an invalid change 400."""
     try:
         yield
-    except NotPermitted as exc:
+    except NotPermitted as exc:  # on the books: who tried to change whose keys
+        log.warning("key change refused: %s", exc)
         raise Forbidden(str(exc)) from None
     except ValueError as exc:  # pydantic's ValidationError is one
         raise BadRequest(str(exc)) from None
