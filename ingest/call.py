@@ -17,6 +17,7 @@ from typing import Any
 
 from meterline.policy.messages import RequestMessage
 from meterline.schemas import (
+    Attempt,
     BodyAudit,
     BodyPolicy,
     Envelope,
@@ -29,6 +30,8 @@ from meterline.schemas import (
 )
 
 from .attribution import tool_from_user_agent
+
+_NO_ATTEMPTS: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
@@ -62,6 +65,9 @@ class CallRecord:
     messages: list[RequestMessage] = field(default_factory=list)
     #: The enforcement ledger holds a reservation for this call (``Enforcer``).
     admitted: bool = False
+    #: The targets tried before the serving one (``fallback``); a tuple, so a call that
+    #: never falls back allocates nothing for it.
+    attempts: tuple[Attempt, ...] = ()
 
     def envelope(self, *, status: int, outcome: Outcome, usage: Usage, policy: BodyPolicy,
                  error_class: str = "", served_model: str = "") -> tuple[Envelope, float]:
@@ -95,5 +101,7 @@ class CallRecord:
             usage=usage, upstream_ms=round(upstream_ms, 3), gateway_ms=round(gateway_ms, 3),
             request_bytes=self.request_bytes, response_bytes=self.response_bytes, body=body,
             breaches=self.breaches,
+            # passed only when there are some: validating an empty list costs every call
+            **({"attempts": list(self.attempts)} if self.attempts else _NO_ATTEMPTS),
         )
         return envelope, gateway_ms / 1000

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -103,6 +103,24 @@ class GatewayMetrics:
             "meterline_enforcement_unavailable",
             "Calls the ledger could not be asked about, by governance.on_unavailable",
             ["mode"], registry=self.registry)
+        # fallback over an alias's targets (ingest/fallback.py, docs/routing.md)
+        self.fallbacks = Counter(
+            "meterline_gateway_fallbacks",
+            "Calls moved on from a target before any byte reached the client, by the target's "
+            "provider and why (http_529, UpstreamUnavailable, breaker_open ...)",
+            ["from_provider", "reason"], registry=self.registry)
+        self.retry_budget_exhausted = Counter(
+            "meterline_gateway_retry_budget_exhausted",
+            "Fallbacks not tried because the retry budget was spent (the failure was answered)",
+            ["provider"], registry=self.registry)
+        self.breaker_transitions = Counter(
+            "meterline_gateway_breaker_transitions",
+            "Circuit breaker changes of state, by target and the state entered",
+            ["provider", "model", "state"], registry=self.registry)
+        self.breaker_state = Gauge(
+            "meterline_gateway_breaker_state",
+            "Each target's circuit breaker: 0 closed, 1 half-open, 2 open",
+            ["provider", "model"], registry=self.registry)
         self._children: dict[tuple[str, int, str], tuple[Any, Any, Any, Any]] = {}
 
     def observe_call(self, surface: str, status: int, total_s: float, added_s: float,

@@ -9,7 +9,9 @@
    and the limits and budgets (``enforce``), and forward the body unchanged,
    except that the served
    model is substituted when an alias maps it to another name, and a streamed
-   chat completion is asked for usage (``stream_options.include_usage``);
+   chat completion is asked for usage (``stream_options.include_usage``); an
+   alias with several targets is posted through ``fallback``, which moves the
+   call to the next target when one fails before answering;
 3. return the provider's answer unchanged, whole or streamed (``relay``),
    reading usage from it as it passes;
 4. when the answer ends, fails, or the client leaves, emit one envelope
@@ -27,7 +29,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +52,7 @@ from .egress import EgressGate
 from .emitter import EnvelopeEmitter
 from .enforce import Enforcer
 from .errors import GatewayError, Unauthenticated, UpstreamTimeout, UpstreamUnavailable, upstream_errors
+from .fallback import Fallback, upstream_post
 from .metrics import GatewayMetrics
 from .model_list import merged_list
 from .relay import Receive, Send, relay
@@ -62,7 +64,7 @@ from .request import (
     request_headers,
     requested_model,
 )
-from .routing import Route, Router
+from .routing import FallbackRoute, Route, Router
 from .usage import FREE, StreamUsageTracker, usage_from_body
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,7 @@ class Proxy:
         self._router = router
         self._emitter = emitter
         self._metrics = metrics
+        self._fallback = Fallback(settings, metrics, gate.policy)
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -178,7 +181,7 @@ class Proxy:
         payload = parse_json_object(body)
         call.payload = payload
         call.requested_model = model = requested_model(payload)
-        route = self._router.route(anthropic_style, model)
+        route = self._router.route(anthropic_style, model, call.request_id)
         call.provider, call.served_model = route.provider_name, route.served_model
         check_allowed(call.key, route.provider_name, route.served_model)
         call.stream = payload.get("stream") is True
@@ -196,10 +199,12 @@ class Proxy:
 
         assert self._session is not None, "Proxy.start() not awaited"
         call.upstream_started_ns = time.perf_counter_ns()
-        with upstream_errors(route.provider_name):
-            upstream = await self._session.post(
-                route.url(scope["path"], scope.get("query_string", b"")), data=body,
-                headers=route.headers(headers.items()), allow_redirects=False)
+        if isinstance(route, FallbackRoute):
+            upstream = await self._fallback.send(self._session, call, route, payload, body,
+                                                 scope, headers)
+        else:
+            with upstream_errors(route.provider_name):
+                upstream = await upstream_post(self._session, route, body, scope, headers)
         if call.stream and upstream.content_type == "text/event-stream":
             tracker = StreamUsageTracker(call.surface)
             end = await relay(call, upstream, response_headers(upstream.raw_headers, call.request_id),

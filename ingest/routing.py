@@ -6,6 +6,14 @@ served name it gives. Any other model goes to the surface's default provider
 its own name, unless ``gateway.allow_unlisted_models`` is off, in which case
 it is refused as ``UnknownModel``.
 
+An alias may list ordered ``targets`` (docs/routing.md). The call goes to the
+first, or, when the targets carry weights, to one chosen by weight from a hash
+of the request id (so one id always picks the same target); the others are its
+fallbacks, in listed order, which ``fallback`` tries when it fails before any
+byte reached the client. A route with fallbacks is a ``FallbackRoute``, which
+carries its ``Alias``. An alias's routes are made once, at start: routing an
+aliased call allocates nothing, and an unlisted model costs what it did.
+
 The provider key is injected here, from settings that read it from the
 environment, in the header that provider kind expects; whatever credential
 the client sent is never forwarded.
@@ -14,10 +22,13 @@ the client sent is never forwarded.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+import zlib
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import accumulate
 
-from meterline.schemas import ProviderSettings, Settings
+from meterline.schemas import ModelRoute, ModelTarget, ProviderSettings, Settings
 
 from .errors import NotFound, UnknownModel
 
@@ -95,23 +106,72 @@ class Route:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class FallbackRoute(Route):
+    """A route to one of an alias's several targets: the others are its fallbacks."""
+
+    alias: Alias = field(kw_only=True)
+    #: This route's place in the alias's targets.
+    target: int = field(kw_only=True)
+
+
+class Alias:
+    """An alias's routes, one per target and API style, and which one a call tries first."""
+
+    __slots__ = ("_bounds", "_routes")
+
+    def __init__(self, name: str, route: ModelRoute, providers: dict[str, ProviderSettings]
+                 ) -> None:
+        targets = route.target_list()
+        self._routes: dict[bool, tuple[Route, ...]] = {
+            style: tuple(self._route(name, target, index, style, providers, len(targets) > 1)
+                         for index, target in enumerate(targets))
+            for style in (False, True)}
+        #: Cumulative weights, when first attempts are drawn by weight.
+        self._bounds = (tuple(accumulate(1 if t.weight is None else t.weight for t in targets))
+                        if any(t.weight is not None for t in targets) else None)
+
+    def _route(self, name: str, target: ModelTarget, index: int, anthropic_style: bool,
+               providers: dict[str, ProviderSettings], several: bool) -> Route:
+        provider, model = providers[target.provider], target.model or name
+        if not several:
+            return Route(target.provider, provider, model, anthropic_style)
+        return FallbackRoute(target.provider, provider, model, anthropic_style, alias=self,
+                             target=index)
+
+    def first(self, anthropic_style: bool, request_id: str) -> Route:
+        """The route a call tries first: the first target, or one drawn by weight from
+        the request id's CRC-32 (the same id always draws the same target)."""
+        routes, bounds = self._routes[anthropic_style], self._bounds
+        if bounds is None:
+            return routes[0]
+        return routes[bisect_right(bounds, zlib.crc32(request_id.encode()) % bounds[-1])]
+
+    def after(self, route: FallbackRoute) -> Iterator[Route]:
+        """The fallbacks of ``route``: the alias's other targets, in listed order."""
+        for index, other in enumerate(self._routes[route.anthropic_style]):
+            if index != route.target:
+                yield other
+
+
 class Router:
     """Resolves (API style, requested model) to a ``Route``. Pure; no I/O."""
 
     def __init__(self, settings: Settings) -> None:
         self._providers = settings.providers
-        self._aliases = settings.models
+        self._aliases = {name: Alias(name, route, settings.providers)
+                         for name, route in settings.models.items()}
         self._allow_unlisted = settings.gateway.allow_unlisted_models
 
     @property
     def aliases(self) -> list[str]:
         return list(self._aliases)
 
-    def route(self, anthropic_style: bool, model: str) -> Route:
+    def route(self, anthropic_style: bool, model: str, request_id: str = "") -> Route:
+        """Where the call goes first; ``request_id`` draws it when the alias has weights."""
         alias = self._aliases.get(model)
         if alias is not None:
-            name = alias.provider
-            return Route(name, self._providers[name], alias.model or model, anthropic_style)
+            return alias.first(anthropic_style, request_id)
         if not self._allow_unlisted:
             known = ", ".join(sorted(self._aliases)) or "none configured"
             raise UnknownModel(f"The model '{model}' does not exist or you do not have access "

@@ -102,6 +102,7 @@ def event_row(envelope: Envelope, directory: Directory, book: PriceBook, *,
         "attributed": directory.is_known_team(envelope.team),
         "pii_found": False,
         **policy_fields(envelope),
+        **attempt_fields(envelope),
     }
 
 
@@ -112,6 +113,19 @@ def policy_fields(envelope: Envelope) -> dict[str, Any]:
             "policy_detail": orjson.dumps([b.model_dump() for b in envelope.breaches]).decode()
             if envelope.breaches else "",
             "request_messages": envelope.body.request_messages}
+
+
+_NO_ATTEMPTS: dict[str, Any] = {"attempts": "[]", "fallbacks": 0}
+
+
+def attempt_fields(envelope: Envelope) -> dict[str, Any]:
+    """The event's fallback columns: the targets tried before the serving one. They cost
+    nothing (the providers bill no failed attempt), so only the serving usage is priced."""
+    attempts = envelope.attempts
+    if not attempts:
+        return _NO_ATTEMPTS
+    return {"attempts": orjson.dumps([a.model_dump() for a in attempts]).decode(),
+            "fallbacks": len(attempts)}
 
 
 def enrich(envelope: Envelope, directory: Directory, book: PriceBook, *,

@@ -26,6 +26,7 @@ from .egress import (
 )
 from .envelope import (
     ENVELOPE_SCHEMA_VERSION,
+    Attempt,
     BodyAudit,
     Envelope,
     Outcome,
@@ -49,6 +50,7 @@ from .settings import (
     GatewaySettings,
     KeySettings,
     ModelRoute,
+    ModelTarget,
     PriceOverride,
     ProviderKind,
     ProviderSettings,
@@ -83,6 +85,7 @@ __all__ = [
     "AnomalyKind",
     "AnomalySettings",
     "AnomalyThresholds",
+    "Attempt",
     "AuditMessage",
     "BodyAudit",
     "BodyPolicy",
@@ -102,6 +105,7 @@ __all__ = [
     "MessageContext",
     "MessageScan",
     "ModelRoute",
+    "ModelTarget",
     "Outcome",
     "PolicyBreach",
     "PolicyException",

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .egress import BodyPolicy, PolicyBreach
 
-ENVELOPE_SCHEMA_VERSION = "1.2"
+ENVELOPE_SCHEMA_VERSION = "1.3"
 SUPPORTED_MAJOR = 1
 
 Surface = Literal[
@@ -86,6 +86,25 @@ class BodyAudit(BaseModel):
     request_messages: list[str] = Field(default_factory=list)
 
 
+class Attempt(BaseModel):
+    """A target tried before the one the envelope describes (1.3): it failed before any
+    byte reached the client, so the call moved on (docs/routing.md).
+
+    ``status`` is the provider's (429, 529 ...) or, when it never answered, the
+    gateway's (502 unreachable, 504 timeout); 0 for a target skipped because its
+    circuit breaker was open (``error_class`` ``breaker_open``, never sent). An
+    attempt carries no usage: the providers bill none of these.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    provider: str
+    model: str
+    status: int = 0
+    error_class: str = ""
+    upstream_ms: float = 0.0
+
+
 class Envelope(BaseModel):
     """One upstream call as the gateway saw it. Field names are the contract."""
 
@@ -125,3 +144,6 @@ class Envelope(BaseModel):
     body: BodyAudit = BodyAudit()
     #: Egress rules the call broke (1.1); a refused call has them ``enforced``.
     breaches: list[PolicyBreach] = Field(default_factory=list)
+    #: The targets tried before the one that served (1.3), in order; empty when the
+    #: first one did. ``provider`` and ``served_model`` are always the serving one's.
+    attempts: list[Attempt] = Field(default_factory=list)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .egress import BodyPolicy
 from .envelope import Outcome, RepoSource, Surface, UsageSource
 
-EVENT_SCHEMA_VERSION = "1.2"
+EVENT_SCHEMA_VERSION = "1.3"
 
 #: Decimal places kept for every cost: the ClickHouse column is Decimal(38, 12).
 COST_SCALE = 12
@@ -90,3 +90,7 @@ class Event(BaseModel):
     policy_rules: list[str] = Field(default_factory=list)
     policy_detail: str = ""
     request_messages: list[str] = Field(default_factory=list)
+    #: Fallback (1.3): the envelope's ``attempts`` as a JSON array (``[]`` when the
+    #: first target served), and how many there were.
+    attempts: str = "[]"
+    fallbacks: int = Field(0, ge=0, le=255)

@@ -108,6 +108,16 @@ class GatewaySettings(_Section):
     #: The supervisor's state file (pids, restarts per role) that ``meterline up``
     #: writes; set by ``up`` so ``/metrics`` counts role restarts. Empty: none.
     roles_state_file: str = ""
+    #: Fallback over an alias's targets (docs/routing.md): attempts per call at most, and
+    #: the retry budget: retries in the last minute stay under this share of the calls
+    #: that could fall back, or under the floor when that is more.
+    max_attempts: int = Field(3, ge=1, le=10)
+    retry_budget_ratio: float = Field(0.2, ge=0, le=1)
+    retry_budget_min_per_minute: int = Field(10, ge=0)
+    #: A target's circuit breaker opens after this many failures in a row, stays open
+    #: this long, then lets one probe call through.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_open_s: float = Field(30.0, gt=0)
 
 
 class StoreSettings(_Section):
@@ -200,11 +210,59 @@ class ProviderSettings(_Section):
         return value.rstrip("/")
 
 
-class ModelRoute(_Section):
-    """A requested model name mapped to a provider and the model it serves."""
+class ModelTarget(_Section):
+    """One place an alias may be served: a provider and the model it serves there.
+
+    ``weight`` (when any target of the alias sets one; unset counts as 1) is this
+    target's share of first attempts; 0 makes it a fallback only.
+    """
 
     provider: str
     model: str = ""
+    weight: int | None = Field(None, ge=0)
+
+
+class ModelRoute(_Section):
+    """A requested model name mapped to a provider and the model it serves, or to
+    ordered ``targets`` (docs/routing.md): the first serves, the rest are fallbacks."""
+
+    provider: str = ""
+    model: str = ""
+    targets: list[ModelTarget] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelRoute:
+        if bool(self.provider) == bool(self.targets):
+            raise ValueError("give either provider (and model) or targets, not both")
+        if self.targets and self.model:
+            raise ValueError("model belongs to each target when targets are given")
+        if self.targets and not sum(1 if t.weight is None else t.weight for t in self.targets):
+            raise ValueError("the targets' weights add up to 0: give at least one a weight above 0")
+        return self
+
+    def target_list(self) -> list[ModelTarget]:
+        """The targets in order; the one-target form is a list of one."""
+        return self.targets or [ModelTarget(provider=self.provider, model=self.model)]
+
+
+#: The API shape each provider kind speaks; ``simulated`` speaks both.
+_API_SHAPE: dict[ProviderKind, str] = {"anthropic": "anthropic", "openai": "openai",
+                                       "azure": "openai", "openai_compatible": "openai"}
+
+
+def _one_api_shape(name: str, route: ModelRoute, providers: dict[str, ProviderSettings]) -> None:
+    """Refuse an alias whose targets speak different APIs (an Anthropic call to OpenAI)."""
+    shapes: dict[str, list[str]] = {}
+    for target in route.targets:
+        shape = _API_SHAPE.get(providers[target.provider].kind)
+        if shape is not None:
+            shapes.setdefault(shape, []).append(target.provider)
+    if len(shapes) > 1:
+        mixed = "; ".join(f"{shape}: {', '.join(names)}" for shape, names in sorted(shapes.items()))
+        raise ValueError(
+            f"models.{name}: targets mix API shapes ({mixed}); serving a call on a provider of "
+            "another API shape (cross-shape serving) is not built yet: give each alias targets "
+            "of one shape, or make a second alias")
 
 
 BudgetPeriodKind = Literal["month", "week"]
@@ -502,8 +560,10 @@ class Settings(BaseSettings):
     def _references_resolve(self) -> Settings:
         teams = {team.name for team in self.teams}
         for route_name, route in self.models.items():
-            if route.provider not in self.providers:
-                raise ValueError(f"models.{route_name}: unknown provider {route.provider!r}")
+            for target in route.target_list():
+                if target.provider not in self.providers:
+                    raise ValueError(f"models.{route_name}: unknown provider {target.provider!r}")
+            _one_api_shape(route_name, route, self.providers)
         if teams:
             for user in self.users:
                 if user.team not in teams:

@@ -12,6 +12,14 @@ Tests and the demo steer the simulator through ``x-sim-*`` request headers
 - ``x-sim-stall-ms``: pause this long after the first streamed event;
 - ``x-sim-spaced-json``: write streamed chat chunks as Python's ``json.dumps``
   does (``"choices": []``), as llama-cpp-python's server and many shims do.
+
+One switch is not per request but a window of time, set on the provider itself
+(``faults``): ``POST /sim/faults {"status": 529, "seconds": 5, "models":
+["claude-sonnet-4-5"]}`` makes every call for those models (all, without
+``models``) answer that status in the provider's error format (as
+``x-sim-status`` does) for that many seconds; ``GET /sim/faults`` lists the live
+faults, ``DELETE /sim/faults`` clears them. A gateway's own retries and probes
+meet it too, which no request header can arrange.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ the presented key, in project ``x-sim-project`` (OpenAI) or workspace
 ``x-sim-workspace`` (Anthropic) when given. ``POST /sim/served`` tells the
 provider about calls it served without being sent them (volume runs);
 ``DELETE /sim/served`` empties the book.
+
+``POST /sim/faults`` makes it fail calls for some models for a window of time
+(``faults``; ``app.state.faults``): answered before anything is billed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from starlette.routing import Route
 from meterline.schemas import Usage
 
 from . import anthropic_api, openai_api
+from .faults import Faults, fault_routes
 from .knobs import Knobs, anthropic_error, apply_delay, json_response, openai_error, simulated_error
 from .reports_api import report_routes
 from .served import ServedBook
@@ -81,6 +85,7 @@ def create_provider_app(*, api_key: str | None = None, admin_key: str | None = N
                         served: ServedBook | None = None) -> Starlette:
     cache = PromptCache()
     book = served if served is not None else ServedBook()
+    faults = Faults()
 
     def gate(request: Request, anthropic: bool) -> Response | None:
         request.app.state.last_headers = dict(request.headers)
@@ -108,6 +113,8 @@ def create_provider_app(*, api_key: str | None = None, admin_key: str | None = N
             if not isinstance(body, dict):
                 message = "The request body is not valid JSON."
                 return anthropic_error(400, message) if anthropic else openai_error(400, message)
+            if status := faults.status_for(body.get("model")):
+                return simulated_error(status, anthropic)
             response, usage = handler(body, knobs, cache)
             if usage is not None and 200 <= response.status_code < 300:
                 scope = request.headers.get("x-sim-workspace" if anthropic else "x-sim-project")
@@ -139,7 +146,9 @@ def create_provider_app(*, api_key: str | None = None, admin_key: str | None = N
         Route("/v1/messages/count_tokens",
               endpoint(anthropic_api.count_tokens, "anthropic.count_tokens"), methods=["POST"]),
         *report_routes(book, admin_key),
+        *fault_routes(faults),
     ])
     app.state.last_headers = {}
     app.state.served = book
+    app.state.faults = faults
     return app
