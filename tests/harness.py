@@ -240,7 +240,8 @@ class Pipeline:
         for role in sorted(self.roles.values(), key=lambda r: order.get(r.role, 1)):
             role.stop()
 
-    def mint_key(self, user: str, team: str, repo: str = "", *, file: bool = False) -> str:
+    def mint_key(self, user: str, team: str, repo: str = "", *, file: bool = False,
+                 env: dict[str, str] | None = None) -> str:
         """A key from ``meterline keys create``: in the registry, or with ``file`` in the
         bootstrap keys file (for a gateway that cannot reach the broker)."""
         args = [sys.executable, "-m", "meterline.cli.main", "--config", str(self.config), "keys",
@@ -249,7 +250,8 @@ class Pipeline:
             args += ["--repo", repo]
         if file:
             args.append("--file")
-        result = subprocess.run(args, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+        result = subprocess.run(args, capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+                                env={**os.environ, **(env or {})})
         return result.stdout.strip().splitlines()[-1]
 
     def sql(self, query: str) -> list[list[str]]:

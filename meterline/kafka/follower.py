@@ -16,9 +16,11 @@ position past the high watermark is the fallback when ids are unknown). Both
 checks are the embedded broker's (``meterline.kafka`` policy): on Apache
 Kafka, which keeps its logs across restarts, neither runs.
 
-``caught_up`` is set once a poll comes back empty after assignment, and
-``polls`` counts finished polls, so a caller can wait for "everything
-published before now has been applied" (``wait_caught_up``).
+``caught_up`` is set once a poll comes back empty after assignment. ``news``
+waits for "everything published before now has been applied": the follower's
+thread reads each partition's high watermark from the broker after the ask,
+and answers once its position has reached them (one watermark read serves
+every ask made before it).
 """
 
 from __future__ import annotations
@@ -61,7 +63,9 @@ class TopicFollower:
         self._topic_id: str | None = None
         self._assigned: set[int] = set()
         self.messages = 0
-        self.polls = 0
+        # news: asks made (any thread), taken (their watermarks read), answered
+        self._asks = self._asked = self._answered = 0
+        self._targets: dict[int, int] = {}
         self.caught_up = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -85,28 +89,45 @@ class TopicFollower:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
-    def wait_caught_up(self, timeout_s: float) -> bool:
-        """Block until two polls have finished from now: whatever was published before the
-        call has been applied. False on timeout or when nothing is assigned yet."""
-        target = self.polls + 2
-        deadline = time.monotonic() + timeout_s
-        while self.polls < target:
-            if time.monotonic() >= deadline or self._stop.is_set():
-                return False
-            time.sleep(0.005)
-        return True
-
     async def news(self, timeout_s: float) -> bool:
-        """``wait_caught_up`` for the event loop: awaits instead of blocking it."""
+        """Wait (without blocking the event loop) until what was published before the call
+        has been applied; False on timeout or when the topic is not assigned yet."""
         import asyncio
 
-        target = self.polls + 2
+        ask = self._asks = self._asks + 1
         deadline = time.monotonic() + timeout_s
-        while self.polls < target:
+        while self._answered < ask:
             if time.monotonic() >= deadline or self._stop.is_set():
                 return False
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         return True
+
+    def _take_asks(self) -> None:
+        """On the thread: read the high watermarks that the asks made so far wait for. Asks
+        made later wait for the next read, so a stream of asks cannot starve the first."""
+        if self._asks == self._asked or self._asked > self._answered or not self._assigned:
+            return
+        asked, targets = self._asks, {}
+        for partition in self._assigned:
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, partition), timeout=1.0, cached=False)
+            except KafkaException:
+                return  # read again on the next loop
+            if high > 0:
+                targets[partition] = high
+        self._asked, self._targets = asked, targets
+
+    def _answer_asks(self) -> None:
+        """On the thread: answer the taken asks once every position reached its watermark."""
+        if self._asked == self._answered:
+            return
+        if self._targets:
+            positions = self._consumer.position(
+                [TopicPartition(self._topic, p) for p in self._targets])
+            if any(pos.offset < self._targets[pos.partition] for pos in positions):
+                return
+        self._answered, self._targets = self._asked, {}
 
     def _refresh_assignment(self) -> None:
         try:
@@ -166,6 +187,7 @@ class TopicFollower:
                 if not self._assigned:
                     self._stop.wait(min(0.5, self.poll_timeout_s))
                     continue
+                self._take_asks()
                 messages = self._consumer.consume(1000, timeout=self.poll_timeout_s)
                 if not messages:
                     self.caught_up.set()
@@ -175,7 +197,7 @@ class TopicFollower:
                         continue
                     self.apply(message)
                     self.messages += 1
-                self.polls += 1
+                self._answer_asks()
                 self.tick(now)
         finally:
             self._consumer.close()

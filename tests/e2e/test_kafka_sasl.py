@@ -57,7 +57,9 @@ def sasl_pipeline(tmp_path: Path, kafka_broker: LocalKafka, simulator: str) -> I
 
 def test_the_pipeline_runs_over_sasl_scram(sasl_pipeline: Pipeline) -> None:
     pipeline = sasl_pipeline
-    key = pipeline.mint_key("alice", "platform", repo="acme/api")
+    # the CLI writes the key to the registry over SASL too, with the same credential
+    key = pipeline.mint_key("alice", "platform", repo="acme/api",
+                            env={"METERLINE_KAFKA__SASL_PASSWORD": SASL_PASSWORD})
     response = httpx.post(f"{pipeline.gateway_url}/v1/chat/completions", timeout=30,
                           headers={"authorization": f"Bearer {key}"},
                           json={"model": "gpt-4o-mini",
