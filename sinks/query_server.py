@@ -41,16 +41,17 @@ import re
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
 import orjson
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from meterline.governance.ledger import Ledger
-from meterline.governance.ledger import serve as serve_ledger
 from meterline.governance.ledger_wire import ADMIT_PATH, SETTLE_PATH
 from meterline.schemas.store_auth import StoreRole
+
+if TYPE_CHECKING:  # the ledger reads spend through reports, which import this package
+    from meterline.governance.ledger import Ledger
 
 from .jobs import JobArgumentError, JobRegistry, UnknownJob, encode_result
 from .sql_guard import SqlRefused, checked_sql
@@ -218,6 +219,8 @@ class QueryServer:
                 if length is None:
                     return
                 assert server.ledger is not None
+                from meterline.governance.ledger import serve as serve_ledger  # cycle: see top
+
                 try:
                     answer = serve_ledger(server.ledger, path, self.rfile.read(length))
                 except (ValueError, KeyError, TypeError) as exc:
