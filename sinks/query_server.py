@@ -112,6 +112,9 @@ class QueryServer:
         class Handler(BaseHTTPRequestHandler):
             timeout = REQUEST_TIMEOUT_S
             protocol_version = "HTTP/1.1"
+            # The reply's headers and body are two writes: with Nagle on, the body waits for
+            # the client's delayed ACK of the headers (measured: a ledger call took 8 ms).
+            disable_nagle_algorithm = True
 
             def do_GET(self) -> None:
                 if urlparse(self.path).path == "/healthz":
