@@ -28,7 +28,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -226,32 +226,31 @@ def check_backed_off_and_finished(pipeline: Pipeline, key_id: str, second: Run,
 Scenario = tuple[str, Run, list[str]]  # the key's id, the second run, its retry lines
 
 
-def claude_scenario(agents_bin: Path, pipeline: Pipeline, tmp_path: Path) -> Scenario:
-    key, key_id = mint_one_rpm(pipeline, "claude-dev")
-    first = run_claude(agents_bin, pipeline, key, tmp_path, "Say hello", "first")
-    assert first.returncode == 0, first.describe()
-    assert simulated_answer(first.stdout), first.describe()
-    second = run_claude(agents_bin, pipeline, key, tmp_path, "Say hello again", "second")
-    return key_id, second, [line for line in second.log.splitlines()
-                            if "API error" in line or "API REQUEST" in line]
+#: Each tool: how to run it, where its retries are logged, and which lines say so.
+TOOLS: dict[str, tuple[Callable[..., Run], Callable[[Run], str], tuple[str, ...]]] = {
+    "claude": (run_claude, lambda run: run.log, ("API error", "API REQUEST")),
+    "codex": (run_codex, lambda run: run.stderr, ("retrying", "Reconnecting")),
+}
 
 
-def codex_scenario(agents_bin: Path, pipeline: Pipeline, tmp_path: Path) -> Scenario:
-    key, key_id = mint_one_rpm(pipeline, "codex-dev")
-    first = run_codex(agents_bin, pipeline, key, tmp_path, "Say hello", "first")
+def scenario(tool: str, agents_bin: Path, pipeline: Pipeline, work: Path) -> Scenario:
+    """A first run that spends the key's minute, then a second that must wait it out."""
+    run, log_of, markers = TOOLS[tool]
+    key, key_id = mint_one_rpm(pipeline, f"{tool}-dev")
+    first = run(agents_bin, pipeline, key, work, "Say hello", "first")
     assert first.returncode == 0, first.describe()
     assert simulated_answer(first.stdout), first.describe()
-    second = run_codex(agents_bin, pipeline, key, tmp_path, "Say hello again", "second")
-    return key_id, second, [line for line in second.stderr.splitlines()
-                            if "retrying" in line or "Reconnecting" in line]
+    second = run(agents_bin, pipeline, key, work, "Say hello again", "second")
+    return key_id, second, [line for line in log_of(second).splitlines()
+                            if any(marker in line for marker in markers)]
 
 
 def test_claude_code_and_codex_wait_out_the_limit_and_finish(
         agents_bin: Path, agent_pipeline: Pipeline, tmp_path: Path) -> None:
     """Both tools at once, each on its own key (their minute-long waits overlap)."""
     with ThreadPoolExecutor(2) as pool:
-        runs = [pool.submit(scenario, agents_bin, agent_pipeline, tmp_path / name)
-                for name, scenario in (("claude", claude_scenario), ("codex", codex_scenario))]
+        runs = [pool.submit(scenario, tool, agents_bin, agent_pipeline, tmp_path / tool)
+                for tool in TOOLS]
         for run in runs:
             key_id, second, retries = run.result()
             check_backed_off_and_finished(agent_pipeline, key_id, second, retries)
