@@ -138,26 +138,29 @@ class Proxy:
         if self._session is not None:
             await self._session.close()
 
-    def _begin(self, scope: dict[str, Any], surface: Surface,
-               key: KeySettings | None = None) -> tuple[CallRecord, dict[str, str]]:
-        started_ns = time.perf_counter_ns()
-        headers = request_headers(scope)
-        key = key or self._keyring.lookup(presented_key(headers))
+    @staticmethod
+    def _record(started_ns: int, headers: dict[str, str], surface: Surface,
+                key: KeySettings) -> CallRecord:
         return CallRecord(request_id=new_request_id(), received_at=datetime.now(UTC),
                           started_ns=started_ns, surface=surface, key=key,
-                          user_agent=headers.get("user-agent", "")), headers
+                          user_agent=headers.get("user-agent", ""))
+
+    def _begin(self, scope: dict[str, Any], surface: Surface) -> tuple[CallRecord, dict[str, str]]:
+        started_ns = time.perf_counter_ns()
+        headers = request_headers(scope)
+        key = self._keyring.lookup(presented_key(headers))
+        return self._record(started_ns, headers, surface, key), headers
 
     async def _authenticated(self, scope: dict[str, Any],
                              surface: Surface) -> tuple[CallRecord, dict[str, str]]:
         """``_begin``, waiting for the registry before refusing a key it does not know yet."""
+        started_ns = time.perf_counter_ns()
+        headers = request_headers(scope)
         try:
-            key = self._keyring.lookup(presented_key(request_headers(scope)))
-        except UnknownKey:
-            try:
-                key = await self._keyring.lookup_waiting(presented_key(request_headers(scope)))
-            except UnknownKey as unknown:  # to the caller and the metrics: just that
-                raise Unauthenticated(unknown.message) from None
-        return self._begin(scope, surface, key)
+            key = await self._keyring.lookup_waiting(presented_key(headers))
+        except UnknownKey as unknown:  # to the caller and the metrics: just that
+            raise Unauthenticated(unknown.message) from None
+        return self._record(started_ns, headers, surface, key), headers
 
     async def forward(self, scope: dict[str, Any], receive: Receive, send: Send,
                       surface: Surface, anthropic_style: bool) -> None:
