@@ -30,8 +30,6 @@ import yaml
 from meterline.governance.registry import KeyRegistry
 from meterline.schemas import KeySettings
 
-from ..auth import hash_key
-
 COOKIE_NAME = "meterline_ui"
 SESSION_TTL_S = 12 * 3600
 
@@ -95,10 +93,6 @@ class KeyDirectory:
             self._records, self._mtime_ns = records, mtime
         return self._records
 
-    def lookup(self, presented: str) -> KeySettings | None:
-        """The record of a presented key text, by its hash; None when no key matches."""
-        digest = hash_key(presented)
-        return next((r for r in self.records().values() if r.sha256 == digest), None)
 
 
 class SessionSigner:

@@ -37,7 +37,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from meterline.schemas import KeySettings, Settings
 from meterline.schemas.store_auth import resolve_token
 
-from ..auth import KeyRing, check_usable
+from ..auth import KeyRing, UnknownKey, check_usable
 from ..errors import Unauthenticated
 from ..key_service import KeyService
 from . import key_pages, pages
@@ -88,6 +88,14 @@ class Dashboard:
         self.templates = Environment(loader=FileSystemLoader(HERE / "templates"),
                                      autoescape=select_autoescape(["html"]))
         self.templates.filters["money"] = _money
+
+    async def known_key(self, presented: str) -> KeySettings | None:
+        """The record of a presented key, as the gateway finds it: a key minted a moment ago
+        is found once the registry has caught up (``KeyRing.lookup_waiting``)."""
+        try:
+            return await self.keys.keyring.lookup_waiting(presented)
+        except UnknownKey:
+            return None
 
     def session(self, request: Request) -> KeySettings | None:
         """The logged-in key's record; None without a valid session or once it is unusable."""
@@ -195,7 +203,7 @@ def create_ui_app(settings: Settings, store_url: str | None = None, *,
         except CsrfRefused as exc:
             return ui.problem(403, "Form refused", str(exc), None, request)
         presented = (form.get("key") or [""])[0].strip()
-        record = ui.directory.lookup(presented) if presented else None
+        record = await ui.known_key(presented) if presented else None
         refusal = ("That key is not a Meterline virtual key known to this gateway."
                    if record is None else unusable(record))
         if record is None or refusal:
