@@ -61,9 +61,7 @@ def priced_fields(quote: Quote | None, usage: Usage) -> dict[str, Any]:
         return {"input_cost_usd": ZERO, "output_cost_usd": ZERO, "cost_usd": ZERO,
                 "price_source": "none", "unit_prices": "{}", "price_version": "",
                 "price_model": "",
-                "unpriced": usage.source != "missing"
-                and (usage.input_tokens + usage.output_tokens + usage.cache_read_tokens
-                     + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens) > 0}
+                "unpriced": usage.source != "missing" and usage.total_tokens > 0}
     return {"input_cost_usd": quote.input_cost_usd, "output_cost_usd": quote.output_cost_usd,
             "cost_usd": quote.cost_usd, "price_source": quote.source,
             "unit_prices": quote.unit_prices, "price_version": quote.version,

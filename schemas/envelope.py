@@ -70,6 +70,12 @@ class Usage(BaseModel):
     #: OpenAI's ``flex``, ``priority``, ``scale``; "" for the default tier or when unreported.
     service_tier: str = ""
 
+    @property
+    def total_tokens(self) -> int:
+        """Every token billed: input, cache reads and writes, and output."""
+        return (self.input_tokens + self.cache_read_tokens + self.cache_write_5m_tokens
+                + self.cache_write_1h_tokens + self.output_tokens)
+
 
 class BodyAudit(BaseModel):
     """What the audit policy allowed to keep of the bodies."""

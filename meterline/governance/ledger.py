@@ -1,7 +1,7 @@
 """The enforcement ledger: rate limits and blocking budgets, held in one place for every gateway.
 
 It runs in the store process, beside ClickHouse, and answers every gateway
-instance on every host (``ledger_http``). One holder makes admission
+instance on every host (through the store endpoint, ``ledger_wire``). One holder makes admission
 race-free: two instances cannot both spend the last dollar, because both ask
 here and the answers are given one at a time (``_lock``).
 
@@ -99,7 +99,6 @@ class Ledger:
         self._stored: dict[BudgetKey, Decimal] = {}
         self._pending: dict[BudgetKey, Decimal] = {}  # the sum of each budget's reservations
         self._periods: dict[BudgetKey, BudgetPeriod] = {}
-        self.refreshed = threading.Event()
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -194,12 +193,10 @@ class Ledger:
 
     # -- settlement ---------------------------------------------------------------------------
 
-    def settle(self, request_id: str, provider: str, model: str, usage: Usage | None) -> None:
-        """The call ended: count its actual cost and tokens (no usage: nothing was billed)."""
-        cost = self._price(provider, model, usage) if usage is not None else Decimal(0)
-        tokens = float(usage.input_tokens + usage.cache_read_tokens + usage.output_tokens
-                       + usage.cache_write_5m_tokens + usage.cache_write_1h_tokens
-                       ) if usage is not None else 0.0
+    def settle(self, request_id: str, provider: str, model: str, usage: Usage) -> None:
+        """The call ended: count its actual cost and tokens."""
+        cost = self._price(provider, model, usage)
+        tokens = float(usage.total_tokens)
         with self._lock:
             reservation = self._reservations.get(request_id)
             if reservation is None or reservation.cost_usd is not None:
@@ -241,7 +238,6 @@ class Ledger:
             self._stored.update(totals)
             for request_id in stored_ids:
                 self._drop(request_id)
-        self.refreshed.set()
 
     def _stored_ids(self, request_ids: list[str]) -> set[str]:
         if not request_ids:
@@ -267,6 +263,6 @@ def serve(ledger: Ledger, path: str, body: bytes) -> bytes:
     if path == ADMIT_PATH:
         return encode_decision(ledger.admit(decode_admission(body)))
     data: dict[str, Any] = orjson.loads(body)
-    usage = Usage.model_validate(data["usage"]) if data.get("usage") is not None else None
-    ledger.settle(str(data["request_id"]), str(data["provider"]), str(data["model"]), usage)
+    ledger.settle(str(data["request_id"]), str(data["provider"]), str(data["model"]),
+                  Usage.model_validate(data["usage"]))
     return b"{}"

@@ -12,8 +12,8 @@ answers ``{"admitted": true, "reserved_usd": "0.06"}`` or ``{"admitted": false,
 "reason": "rate_limit" | "budget", "scope", "subject", "message",
 "retry_after_s", "tokens"}``.
 
-``POST /ledger/settle`` ``{"request_id", "provider", "model", "usage": {...} | null}``
-answers ``{}``. Money travels as decimal strings, never floats.
+``POST /ledger/settle`` ``{"request_id", "provider", "model", "usage": {...}}``, the
+usage the gateway read, answers ``{}``. Money travels as decimal strings, never floats.
 """
 
 from __future__ import annotations
@@ -120,6 +120,6 @@ def decode_decision(body: bytes) -> Decision:
                     bool(data.get("tokens")))
 
 
-def encode_settlement(request_id: str, provider: str, model: str, usage: Usage | None) -> bytes:
+def encode_settlement(request_id: str, provider: str, model: str, usage: Usage) -> bytes:
     return orjson.dumps({"request_id": request_id, "provider": provider, "model": model,
-                         "usage": usage.model_dump() if usage is not None else None})
+                         "usage": usage.model_dump()})
