@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -38,8 +39,8 @@ from meterline.governance.ledger_wire import (
     encode_admission,
     encode_settlement,
 )
-from meterline.schemas import KeySettings, Settings, TeamSettings, Usage
-from meterline.schemas.governance import RateLimit
+from meterline.schemas import KeySettings, Settings, Usage
+from meterline.schemas.governance import BudgetMode, RateLimit
 from meterline.schemas.store_auth import auth_headers
 
 from .call import CallRecord
@@ -105,19 +106,15 @@ class Enforcer:
             return ()
         user = self._users.get(key.user)
         default_mode = team.budget_mode or self._settings.budgets.mode
-        found: list[BudgetAsk] = []
-        for scope, subject, usd, mode in (
-                ("team", team.name, team.budget_usd, team.budget_mode),
-                ("user", key.user, user.budget_usd if user else None,
-                 user.budget_mode if user else None),
-                ("key", key.id, key.budget_usd, key.budget_mode)):
-            if usd is not None and (mode or default_mode) == "block":
-                found.append(self._budget(scope, subject, usd, team))  # type: ignore[arg-type]
-        return tuple(found)
-
-    def _budget(self, scope: Scope, subject: str, usd: Any, team: TeamSettings) -> BudgetAsk:
-        return BudgetAsk(scope, subject, usd, team.budget_period or self._settings.budgets.period,
-                         team.budget_timezone or self._settings.timezone)
+        period, timezone = self._settings.budget_calendar(team)
+        candidates: tuple[tuple[Scope, str, Decimal | None, BudgetMode | None], ...] = (
+            ("team", team.name, team.budget_usd, team.budget_mode),
+            ("user", key.user, user.budget_usd if user else None,
+             user.budget_mode if user else None),
+            ("key", key.id, key.budget_usd, key.budget_mode))
+        return tuple(BudgetAsk(scope, subject, usd, period, timezone)
+                     for scope, subject, usd, mode in candidates
+                     if usd is not None and (mode or default_mode) == "block")
 
     # -- asking the ledger --------------------------------------------------------------------
 

@@ -94,10 +94,10 @@ def budgets_from(settings: Settings, registry_keys: Iterable[KeySettings] = ()) 
     def add(scope: Scope, subject: str, team: TeamSettings | None, usd: Decimal | None) -> None:
         if team is None or usd is None:
             return
+        period_kind, timezone = settings.budget_calendar(team)
         budgets.append(Budget(
             scope=scope, subject=subject, team=team, budget_usd=usd,
-            period_kind=team.budget_period or defaults.period,
-            timezone=team.budget_timezone or settings.timezone,
+            period_kind=period_kind, timezone=timezone,
             thresholds=tuple(team.alert_thresholds or defaults.thresholds)))
 
     for team in settings.teams:

@@ -572,3 +572,8 @@ class Settings(BaseSettings):
 
     def team(self, name: str) -> TeamSettings | None:
         return next((team for team in self.teams if team.name == name), None)
+
+    def budget_calendar(self, team: TeamSettings) -> tuple[BudgetPeriodKind, str]:
+        """The period and time zone of ``team``'s budgets (and its users' and keys')."""
+        return (team.budget_period or self.budgets.period,
+                team.budget_timezone or self.timezone)
