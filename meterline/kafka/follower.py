@@ -25,6 +25,7 @@ every ask made before it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -46,7 +47,7 @@ METADATA_REFRESH_S = 2.0
 class TopicFollower:
     """One thread reading every partition of ``topic``; subclass and define ``apply``."""
 
-    #: How long one poll waits for messages: also how stale a caller's ``wait_caught_up`` is.
+    #: How long one poll waits for messages: about how long ``news`` takes to answer.
     poll_timeout_s = 0.5
 
     def __init__(self, kafka: KafkaSettings, topic: str, *, from_beginning: bool, role: str,
@@ -79,9 +80,6 @@ class TopicFollower:
     def prepare(self) -> None:
         """Called once on the follower's thread before the first poll; does nothing here."""
 
-    def on_reread(self) -> None:
-        """Called when the topic will be read again from the start (it was re-created)."""
-
     def start(self) -> None:
         self._thread.start()
 
@@ -92,8 +90,6 @@ class TopicFollower:
     async def news(self, timeout_s: float) -> bool:
         """Wait (without blocking the event loop) until what was published before the call
         has been applied; False on timeout or when the topic is not assigned yet."""
-        import asyncio
-
         ask = self._asks = self._asks + 1
         deadline = time.monotonic() + timeout_s
         while self._answered < ask:
@@ -146,7 +142,6 @@ class TopicFollower:
                         "the start", self._topic)
             self._assigned = set()
             self._start = OFFSET_BEGINNING
-            self.on_reread()
         self._topic_id = topic_id or self._topic_id
         if partitions != self._assigned:
             start = self._start
@@ -171,7 +166,6 @@ class TopicFollower:
                 log.warning("%s[%d] went back from offset %d to %d (broker restarted empty); "
                             "reading it again from the start", self._topic,
                             position.partition, position.offset, high)
-                self.on_reread()
                 self._consumer.seek(TopicPartition(self._topic, position.partition,
                                                    OFFSET_BEGINNING))
 
