@@ -39,9 +39,8 @@ GOVERNED_TEAMS = [
 class Governed:
     """A pipeline plus a second gateway; ``cli`` runs ``meterline`` against their config."""
 
-    def __init__(self, pipeline: Pipeline, second: Role, second_port: int) -> None:
+    def __init__(self, pipeline: Pipeline, second_port: int) -> None:
         self.pipeline = pipeline
-        self.second = second
         self.urls = (pipeline.gateway_url, f"http://127.0.0.1:{second_port}")
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -66,7 +65,7 @@ def _start_governed(tmp_path: Path, bootstrap: str, simulator: str, embedded: bo
     second.start()
     try:
         wait_for_port("127.0.0.1", port, 60)
-        yield Governed(pipeline, second, port)
+        yield Governed(pipeline, port)
     finally:
         second.stop()
         pipeline.stop()
@@ -290,8 +289,7 @@ def test_keys_survive_the_embedded_broker_forgetting_them(tmp_path: Path, own_br
     latest state from the store (key_events), so a minted key works and a revoked one stays
     revoked."""
     pipeline = Pipeline(tmp_path, own_broker.bootstrap_servers, simulator).start()
-    governed = Governed(pipeline, Role("gateway", pipeline.config, tmp_path, name="unused"),
-                        pipeline.gateway_port)
+    governed = Governed(pipeline, pipeline.gateway_port)  # one gateway: both urls are it
     try:
         kept = governed.mint("--user", "gina", "--team", "platform", "--name", "kept")
         gone = governed.mint("--user", "gina", "--team", "platform", "--name", "gone")
