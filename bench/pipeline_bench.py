@@ -16,8 +16,12 @@ through the store's query endpoint. Two phases:
    queryable), reported as p50/p99/max per load, with the p99 against its
    target (≤ 1 s, ≤ 2 s, ≤ 5 s).
 
-Run: ``python bench/pipeline_bench.py`` (about two minutes). Everything is on
+Run: ``python bench/pipeline_bench.py`` (about two minutes) on tansu, or with
+``--kafka`` on a private Apache Kafka 4.x from ``deploy/kafka/kafka-local``, or
+``--bootstrap HOST:PORT`` on a broker already running. Everything is on
 loopback; the producer shares the machine's cores with the pipeline.
+``--profile DIR`` adds py-spy profiles of the worker and the store during the
+drain (``bench/profiles.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,11 +45,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.bare_limits import bare_clickhouse_insert, bare_kafka_loop  # noqa: E402
+from bench.profiles import Profiler, report  # noqa: E402
 from meterline.embedded import EmbeddedBroker, create_topics, free_port  # noqa: E402
 from meterline.processors.enrich import Directory, encode_event_row, event_row  # noqa: E402
 from meterline.processors.price_book import PriceBook  # noqa: E402
 from meterline.schemas import Envelope, Settings, Topics, new_request_id  # noqa: E402
 from meterline.sinks import remote_query as _remote_query  # noqa: E402
+from tests.backends import LocalKafka, fetch_kafka, kafka_version  # noqa: E402
 from tests.harness import (  # noqa: E402
     TEST_STORE_READ_TOKEN,
     Role,
@@ -188,6 +195,11 @@ def count_rows(store_url: str) -> int:
 
 def run(args: argparse.Namespace) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="meterline-bench-"))
+    kafka = LocalKafka(workdir / "kafka") if args.kafka else None
+    if kafka is not None:
+        fetch_kafka()
+        kafka.start()
+        args.bootstrap = kafka.bootstrap_servers
     broker = None if args.bootstrap else EmbeddedBroker(log_path=workdir / "broker.log")
     if broker is not None:
         broker.start()
@@ -226,14 +238,18 @@ def run(args: argparse.Namespace) -> None:
         pids.update(store=_pid(roles[0].process))
         if broker is not None:
             pids.update(broker=_pid(broker._process))
+        if kafka is not None and kafka._process is not None:  # kafka-local execs the JVM
+            pids.update(broker=kafka._process.pid)
         cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
+        roles_only = {name: pid for name, pid in pids.items() if name != "broker"}
+        profiler = Profiler(args.profile, roles_only) if args.profile else None
         start = time.monotonic()
-        source.produce(args.backlog)
-        source.flush()
-        produce_s = time.monotonic() - start
-        target = warm + args.backlog
-        rss = drain_with_memory(store_url, target, warm, args.backlog,
-                                {name: pid for name, pid in pids.items() if name != "broker"})
+        with profiler or nullcontext():
+            source.produce(args.backlog)
+            source.flush()
+            produce_s = time.monotonic() - start
+            rss = drain_with_memory(store_url, warm + args.backlog, warm, args.backlog,
+                                    roles_only)
         cpu_us = {name: (cpu_s(pid) - cpu_before[name]) / args.backlog * 1e6
                   for name, pid in pids.items()}
         first, last = (float(x) for x in remote_query(store_url, (
@@ -285,15 +301,20 @@ def run(args: argparse.Namespace) -> None:
         print(f"| pipeline / slower bare loop               | {drain_rate / limit:>10.0%} |")
         capacity = (os.cpu_count() or 1) / sum(cpu_us.values()) * 1e6
         print(f"| CPU-bound capacity, all cores (env/s)     | {capacity:>10.0f} |")
-        print(f"| broker                                    | {'tansu' if broker else 'kafka':>10} |")
+        name = "tansu" if broker else f"Apache Kafka {kafka_version()}" if kafka else "kafka"
+        print(f"| broker                                    | {name:>10} |")
         print(f"| worker processes                          | {args.workers:>10} |")
         print(f"| anomaly agents in the worker              | {args.anomalies!s:>10} |")
         print(f"| load average during the run               | {os.getloadavg()[0]:>10.1f} |")
+        if profiler is not None:
+            report(profiler, list(roles_only))
     finally:
         for role in reversed(roles):
             role.stop()
         if broker is not None:
             broker.stop()
+        if kafka is not None:
+            kafka.stop()
         if args.keep:
             print(f"logs kept in {workdir}")
 
@@ -364,9 +385,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="print the work dir with logs")
     parser.add_argument("--bootstrap", default="",
                         help="an Apache Kafka broker to run on (default: a private embedded tansu)")
+    parser.add_argument("--kafka", action="store_true",
+                        help="run on a private Apache Kafka 4.x (deploy/kafka/kafka-local, the "
+                             "broker the tests run) instead of tansu")
     parser.add_argument("--anomalies", action=argparse.BooleanOptionalAction, default=False,
                         help="run the anomaly agents in the worker too (default: off; issue 5 "
                              "measures broker -> processors -> ClickHouse)")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="py-spy profiles of the worker and store during the drain, "
+                             "written to DIR and summarised after the table")
     run(parser.parse_args())
 
 

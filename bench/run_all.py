@@ -2,7 +2,8 @@
 
 Runs ``gateway_bench.py`` (added latency and throughput at concurrency 1/16/64,
 streaming time to first byte, gateway RSS), ``pipeline_bench.py`` (envelopes/s
-through broker → processors → ClickHouse, envelope-to-row latency),
+through broker → processors → ClickHouse, envelope-to-row latency; on tansu,
+then on Apache Kafka),
 ``chargeback_bench.py`` at 1M and 10M events, ``anomaly_bench.py``
 (precision and recall over a planted month) and ``policy_bench.py``
 (sensitive-data detection: precision and recall per kind, cost per
@@ -62,7 +63,10 @@ def main() -> int:
         ("Gateway: added latency, throughput, first byte, RSS", [str(BENCH / "gateway_bench.py")]),
         ("Gateway: memory through a store outage", [str(BENCH / "spool_outage_bench.py"),
                                                      *(["--steps", "2"] if args.quick else [])]),
-        ("Pipeline: envelopes/s and envelope-to-row latency", [str(BENCH / "pipeline_bench.py")]),
+        ("Pipeline on tansu: envelopes/s and envelope-to-row latency",
+         [str(BENCH / "pipeline_bench.py")]),
+        ("Pipeline on Apache Kafka: envelopes/s and envelope-to-row latency",
+         [str(BENCH / "pipeline_bench.py"), "--kafka"]),
         ("Gateway: added latency while the pipeline runs", [str(BENCH / "gateway_under_load.py")]),
         ("Chargeback over 1M events", [str(BENCH / "chargeback_bench.py"),
                                        "--events", "1000000"]),

@@ -6,7 +6,7 @@ the ``events`` table. Nothing here does I/O, so the same functions serve the
 stream agent, re-pricing and tests.
 
 Two shapes of the same result: ``event_row`` is the hot path's (a plain dict
-in ``Event`` field order, encoded by ``encode_event_row`` with orjson, no
+in ``Event`` field order, encoded by ``encode_event_row`` with msgspec, no
 second validation: every value comes from a validated ``Envelope`` or from the
 price book); ``enrich`` is the checked one (``Event.model_validate`` of that
 dict), used by tests to prove the fast path yields a valid ``Event``.
@@ -14,11 +14,14 @@ dict), used by tests to prove the fast path yields a valid ``Event``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import orjson
+from pydantic import BaseModel
 
 from meterline.schemas import EVENT_SCHEMA_VERSION, Envelope, Event, Settings, Usage
 
@@ -100,17 +103,21 @@ def event_row(envelope: Envelope, directory: Directory, book: PriceBook, *,
         "attributed": directory.is_known_team(envelope.team),
         "pii_found": False,
         **policy_fields(envelope),
+        "request_messages": envelope.body.request_messages,
         **attempt_fields(envelope),
     }
 
 
+_NO_BREACHES: dict[str, Any] = {"policy_breach": False, "policy_rules": [], "policy_detail": ""}
+
+
 def policy_fields(envelope: Envelope) -> dict[str, Any]:
     """The event's egress columns: a breach counts unless an exception covered it."""
+    if not envelope.breaches:
+        return _NO_BREACHES  # shared, like _NO_ATTEMPTS: never mutate it
     broken = [breach.rule for breach in envelope.breaches if not breach.excepted]
     return {"policy_breach": bool(broken), "policy_rules": broken,
-            "policy_detail": orjson.dumps([b.model_dump() for b in envelope.breaches]).decode()
-            if envelope.breaches else "",
-            "request_messages": envelope.body.request_messages}
+            "policy_detail": records_json(envelope.breaches)}
 
 
 _NO_ATTEMPTS: dict[str, Any] = {"attempts": "[]", "fallbacks": 0}
@@ -122,8 +129,21 @@ def attempt_fields(envelope: Envelope) -> dict[str, Any]:
     attempts = envelope.attempts
     if not attempts:
         return _NO_ATTEMPTS
-    return {"attempts": orjson.dumps([a.model_dump() for a in attempts]).decode(),
+    return {"attempts": records_json(attempts),
             "fallbacks": len(attempts)}
+
+
+def records_json(records: Sequence[Any]) -> str:
+    """A JSON array of ``records``: pydantic models, or the worker's wire structs of them."""
+    return orjson.dumps(records, default=_record).decode()
+
+
+def _record(value: Any) -> dict[str, Any]:
+    if isinstance(value, msgspec.Struct):
+        return msgspec.structs.asdict(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump()
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def enrich(envelope: Envelope, directory: Directory, book: PriceBook, *,
@@ -132,12 +152,17 @@ def enrich(envelope: Envelope, directory: Directory, book: PriceBook, *,
     return Event.model_validate(event_row(envelope, directory, book, version=version))
 
 
-def _decimal_text(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")  # never exponent notation ("1E-12"): ClickHouse parses plain
-    raise TypeError(f"cannot encode {type(value).__name__}")
+#: msgspec's encoder, not orjson's: orjson hands each ``Decimal`` to a Python
+#: ``default`` function (four a row), msgspec writes them itself; measured here the
+#: row encodes in ~3 µs against ~7-10 µs.
+_ROW_ENCODER = msgspec.json.Encoder(decimal_format="string")
 
 
 def encode_event_row(row: dict[str, Any]) -> bytes:
-    """One JSONEachRow line for ``events``: decimals as plain strings, times RFC 3339."""
-    return orjson.dumps(row, default=_decimal_text)
+    """One JSONEachRow line for ``events``: decimals as exact strings, times RFC 3339.
+
+    A decimal is written as ``str`` spells it: plain ("0.051000000000") down to a
+    millionth, exponent form below ("7.4606E-8", "0E-12"); ClickHouse and pydantic
+    read both exactly (tests/sinks/test_writer.py stores and sums such costs).
+    """
+    return _ROW_ENCODER.encode(row)

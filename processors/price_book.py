@@ -14,10 +14,10 @@ caller flags the event, rather than pricing it at $0 and hiding it.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib.metadata import version
+from typing import NamedTuple
 
 import orjson
 
@@ -42,9 +42,13 @@ def quantize(amount: Decimal) -> Decimal:
     return amount.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """The cost of one call and the prices it was computed from."""
+class Quote(NamedTuple):
+    """The cost of one call and the prices it was computed from.
+
+    A ``NamedTuple``, immutable like a frozen dataclass but built in a third of the
+    time (a frozen dataclass sets each field through ``object.__setattr__``): one is
+    made per event on the worker's hot path.
+    """
 
     input_cost_usd: Decimal
     output_cost_usd: Decimal

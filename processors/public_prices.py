@@ -33,7 +33,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal, Inexact
-from typing import Any
+from typing import Any, NamedTuple
 
 import genai_prices
 import orjson
@@ -63,9 +63,9 @@ def genai_counts(tokens: TokenVector) -> dict[str, int]:
     return counts
 
 
-@dataclass(frozen=True, slots=True)
-class PublicPrice:
-    """The public price of one call: input and output parts, unrounded, and their model."""
+class PublicPrice(NamedTuple):
+    """The public price of one call: input and output parts, unrounded, and their model
+    (a ``NamedTuple`` for the reason ``price_book.Quote`` is one)."""
 
     input_usd: Decimal
     output_usd: Decimal

@@ -5,8 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
+from meterline.processors.enrich import encode_event_row
 from meterline.sinks import EventWriter, reconcile, repair_recent, repair_rollups
 from tests.sinks.events import START, event_messages, make_envelopes
 
@@ -75,3 +77,24 @@ def test_a_batch_larger_than_a_query_can_spell_is_deduplicated(
     assert writer.write(messages) == 4_000  # 12,000 ids: an IN list would exceed max_query_size
     writer.close()
     assert reconcile(client, database).distinct_request_ids == 12_000
+
+
+def test_costs_in_exponent_form_are_stored_exactly(clickhouse: tuple[Any, str]) -> None:
+    """``encode_event_row`` writes a decimal as ``str`` spells it ("7.4606E-8", "0E-12"):
+    the store reads every spelling to the last of its twelve places."""
+    client, database = clickhouse
+    costs = [Decimal("7.4606E-8"), Decimal("0E-12"), Decimal("1E-12"),
+             Decimal("2280870822931.034488161489"), Decimal("0.051000000000")]
+    messages = []
+    for (request_id, value), cost in zip(event_messages(make_envelopes(len(costs), seed=9)), costs,
+                                         strict=True):
+        row = orjson.loads(value)
+        row.update(input_cost_usd=cost, output_cost_usd=Decimal(0), cost_usd=cost)
+        messages.append((request_id, encode_event_row(row)))
+    assert b'"7.4606E-8"' in messages[0][1]  # the spelling under test reached the store
+    EventWriter(client, database).write(messages)
+    stored = client.query(f"SELECT request_id, toString(cost_usd) FROM {database}.events"
+                          ).result_rows
+    assert {Decimal(cost) for _, cost in stored} == set(costs)
+    assert Decimal(client.query(f"SELECT toString(sum(cost_usd)) FROM {database}.events"
+                                ).result_rows[0][0]) == sum(costs)
