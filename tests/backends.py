@@ -89,8 +89,12 @@ class LocalKafka:
     """
 
     def __init__(self, workdir: Path, *, port: int | None = None,
-                 controller_port: int | None = None) -> None:
+                 controller_port: int | None = None, jvm_env: dict[str, str] | None = None
+                 ) -> None:
         self.workdir = workdir
+        #: ``KAFKA_HEAP_OPTS`` / ``KAFKA_JVM_PERFORMANCE_OPTS`` for the broker's JVM; the
+        #: default is ``kafka-local``'s, a small heap and C1 only, for a fast start.
+        self.jvm_env = jvm_env or {}
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
         #: A SASL_PLAINTEXT listener too (SCRAM-SHA-512 and PLAIN, ``SASL_USER``), so the
@@ -118,7 +122,7 @@ class LocalKafka:
                  "--sasl-port", str(self.sasl_port)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "KAFKA_LOCAL_SASL_USER": SASL_USER,
-                     "KAFKA_LOCAL_SASL_PASSWORD": SASL_PASSWORD})
+                     "KAFKA_LOCAL_SASL_PASSWORD": SASL_PASSWORD, **self.jvm_env})
         try:
             deadline = started + timeout_s
             while self._process.poll() is None and time.monotonic() < deadline:
