@@ -48,6 +48,7 @@ from .proxy import REQUEST_ID_HEADER, Proxy
 from .relay import Receive, Send
 from .request import ClientGone
 from .routing import Router
+from .rules import RuleBook
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,10 @@ class GatewayApp:
                             self.metrics)
         self.keyring = KeyRing(settings.keys, settings.keys_file, self.keys,
                                self.key_follower.news)
-        self.proxy = Proxy(settings.gateway, self.keyring, Router(settings), emitter,
-                           self.metrics, self.gate, enforcer)
+        router = Router(settings)
+        self.proxy = Proxy(settings.gateway, self.keyring, router, emitter,
+                           self.metrics, self.gate, enforcer,
+                           RuleBook.from_settings(settings, router, self.gate.policy))
         self.key_service = KeyService(settings, self.keyring)
         self.key_api = KeyApi(self.key_service, settings.gateway)
         self._routes: dict[str, dict[str, Handler]] = {}

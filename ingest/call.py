@@ -25,13 +25,15 @@ from meterline.schemas import (
     Outcome,
     PolicyBreach,
     RepoSource,
+    Routing,
     Surface,
     Usage,
 )
 
 from .attribution import tool_from_user_agent
 
-_NO_ATTEMPTS: dict[str, Any] = {}
+#: Left out of the envelope when empty: validating an empty field costs every call.
+_NOTHING: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
@@ -68,6 +70,8 @@ class CallRecord:
     #: The targets tried before the serving one (``fallback``); a tuple, so a call that
     #: never falls back allocates nothing for it.
     attempts: tuple[Attempt, ...] = ()
+    #: What routing rules made of the call (``rules``); None when none matched.
+    routing: Routing | None = None
 
     def envelope(self, *, status: int, outcome: Outcome, usage: Usage, policy: BodyPolicy,
                  error_class: str = "", served_model: str = "") -> tuple[Envelope, float]:
@@ -102,6 +106,7 @@ class CallRecord:
             request_bytes=self.request_bytes, response_bytes=self.response_bytes, body=body,
             breaches=self.breaches,
             # passed only when there are some: validating an empty list costs every call
-            **({"attempts": list(self.attempts)} if self.attempts else _NO_ATTEMPTS),
+            **({"attempts": list(self.attempts)} if self.attempts else _NOTHING),
+            **({"routing": self.routing} if self.routing is not None else _NOTHING),
         )
         return envelope, gateway_ms / 1000

@@ -2,6 +2,7 @@
 
     GatewayError                 base; never raised itself
     ├── BadRequest          400  body is not JSON, or misses a required field
+    │   └── Untranslatable  400  a field the serving target's API shape cannot express
     ├── Unauthenticated     401  no key, or a key we do not know
     │   ├── KeyRevoked      401  the key was revoked (the envelope records the call)
     │   └── KeyExpired      401  the key's expiry (or rotation grace) has passed
@@ -20,6 +21,7 @@
     ├── EnforcementUnavailable 503  the ledger could not be asked (fail-closed)
     ├── RegistryUnavailable 503  the key registry's broker did not take a key change
     ├── UpstreamUnavailable 502  the provider could not be reached
+    ├── UntranslatableAnswer 502 the provider answered what the caller's API shape cannot carry
     └── UpstreamTimeout     504  the provider did not answer in time
 
 ``upstream_errors`` is the one place aiohttp's exceptions become ours.
@@ -61,6 +63,11 @@ class GatewayError(Exception):
         """The HTTP status in ``style``; the same for both but where the providers differ."""
         return self.status
 
+    @property
+    def error_class(self) -> str:
+        """What the envelope of a refused call records as its ``error_class``."""
+        return type(self).__name__
+
     def render(self, style: ApiStyle) -> bytes:
         if style == "anthropic":
             return orjson.dumps(
@@ -76,6 +83,21 @@ class BadRequest(GatewayError):
     status = 400
     openai_type = "invalid_request_error"
     anthropic_type = "invalid_request_error"
+
+
+class Untranslatable(BadRequest):
+    """The call's target speaks the other API shape, and ``field`` has no counterpart there
+    (``ingest/translate``): refused rather than dropped, before anything leaves."""
+
+    code = "untranslatable_field"
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message, param=field)
+        self.field = field
+
+    @property
+    def error_class(self) -> str:
+        return f"Untranslatable:{self.field}"
 
 
 class Unauthenticated(GatewayError):
@@ -199,6 +221,17 @@ class UpstreamUnavailable(GatewayError):
     openai_type = "server_error"
     anthropic_type = "api_error"
     code = "upstream_unavailable"
+
+
+class UntranslatableAnswer(GatewayError):
+    """A target of the other API shape answered something the caller's shape cannot carry
+    (``ingest/translate``): an OpenAI tool call whose arguments are not a JSON object, for
+    an Anthropic caller. The provider has billed the call, so its envelope keeps the usage."""
+
+    status = 502
+    openai_type = "server_error"
+    anthropic_type = "api_error"
+    code = "untranslatable_answer"
 
 
 class UpstreamTimeout(GatewayError):

@@ -20,7 +20,11 @@ the traffic to the next target's load; and each target's circuit breaker
 unless every target's is, when the call goes to its first target anyway.
 Fallback targets the key may not call, or that an egress rule in enforce mode
 refuses, are passed over; an alerting rule's breach is recorded, as it is for
-the first target.
+the first target. The targets of one alias may speak different API shapes: a
+target of the other shape than the call gets the call translated
+(``translate``), and one that cannot express it (``Untranslatable``) is passed
+over too. ``send`` returns the target that answered, so the answer is read and
+priced in that target's shape.
 
 Every target the call moves on from becomes an ``Attempt`` on the envelope
 (``call.attempts``), and ``call.provider`` and ``call.served_model`` are the
@@ -45,9 +49,17 @@ from meterline.schemas import Attempt, GatewaySettings, PolicyBreach
 from .auth import check_allowed
 from .breaker import Breakers, BreakerState
 from .call import CallRecord
-from .errors import GatewayError, ModelNotAllowed, UpstreamTimeout, UpstreamUnavailable, upstream_errors
+from .errors import (
+    GatewayError,
+    ModelNotAllowed,
+    Untranslatable,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    upstream_errors,
+)
 from .metrics import GatewayMetrics
 from .routing import FallbackRoute, Route
+from .translate import request_body, upstream_path
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +75,14 @@ def retryable(status: int) -> bool:
 def upstream_post(session: aiohttp.ClientSession, route: Route, body: bytes,
                   scope: dict[str, Any], headers: dict[str, str]
                   ) -> Awaitable[aiohttp.ClientResponse]:
-    """The call's POST to ``route``, for the caller to await (no coroutine of its own)."""
-    return session.post(route.url(scope["path"], scope.get("query_string", b"")), data=body,
-                        headers=route.headers(headers.items()), allow_redirects=False)
+    """The call's POST to ``route``, for the caller to await (no coroutine of its own).
+
+    A cross-shape call goes to the path of the provider's shape, without the query string.
+    """
+    url = (route.url(upstream_path(route.anthropic_style)) if route.cross_shape
+           else route.url(scope["path"], scope.get("query_string", b"")))
+    return session.post(url, data=body, headers=route.headers(headers.items()),
+                        allow_redirects=False)
 
 
 class RetryBudget:
@@ -107,10 +124,11 @@ class RetryBudget:
 
 
 class _Next(NamedTuple):
-    """A target to send to, the egress breach sending there makes (alerting), and the
-    targets passed over before it because their breakers are open."""
+    """A target to send to, the body it is sent, the egress breach sending there makes
+    (alerting), and the targets passed over before it because their breakers are open."""
 
     route: Route
+    body: bytes
     breach: PolicyBreach | None
     skipped: list[Route]
 
@@ -130,17 +148,17 @@ class Fallback:
 
     async def send(self, session: aiohttp.ClientSession, call: CallRecord, route: FallbackRoute,
                    payload: dict[str, Any], body: bytes, scope: dict[str, Any],
-                   headers: dict[str, str]) -> aiohttp.ClientResponse:
-        """The answer to relay for ``call``: from ``route`` or the fallback that served.
+                   headers: dict[str, str]) -> tuple[Route, aiohttp.ClientResponse]:
+        """The target that answered ``call`` (``route`` or a fallback), and its answer.
 
         Raises the last target's ``UpstreamUnavailable`` / ``UpstreamTimeout`` when it
-        did not answer. ``payload`` is the parsed ``body``, re-encoded per target.
+        did not answer. ``body`` is ``route``'s; ``payload``, the caller's parsed body, is
+        re-encoded (or translated, for a target of the other API shape) per target.
         """
         self.budget.record_call()
-        targets = self._targets(call, route)
-        target = self._enter(call, next(targets))
-        if target is not route:  # the first target's breaker is open
-            body = self._body_for(target, payload)
+        targets = self._targets(call, route, payload, body)
+        chosen = next(targets)
+        target, body = self._enter(call, chosen), chosen.body
         sent = 1
         while True:
             breaker = self.breakers.get(target.provider_name, target.served_model)
@@ -148,13 +166,13 @@ class Fallback:
             answer = await self._request(session, target, body, scope, headers)
             if isinstance(answer, aiohttp.ClientResponse) and not retryable(answer.status):
                 breaker.succeeded()
-                return answer
+                return target, answer
             breaker.failed()
             following = self._following(targets, target, sent)
             if following is None:
                 if isinstance(answer, GatewayError):
                     raise answer
-                return answer
+                return target, answer
             if isinstance(answer, GatewayError):
                 status, error_class = answer.status, type(answer).__name__
             else:
@@ -162,13 +180,16 @@ class Fallback:
                 answer.close()
             self._left(call, target, status, error_class,
                        round((time.perf_counter_ns() - started_ns) / 1e6, 3))
-            target = self._enter(call, following)
-            body = self._body_for(target, payload)
+            target, body = self._enter(call, following), following.body
             sent += 1
 
     @staticmethod
-    def _body_for(target: Route, payload: dict[str, Any]) -> bytes:
-        """The call's body with ``target``'s model substituted."""
+    def _body_for(call: CallRecord, target: Route, payload: dict[str, Any]) -> bytes:
+        """The call's body with ``target``'s model substituted, translated when ``target``
+        speaks the other API shape (raising ``Untranslatable`` if it cannot be)."""
+        if target.cross_shape:
+            return request_body(call.surface, payload, target.served_model,
+                                target.provider.kind)
         payload["model"] = target.served_model
         return orjson.dumps(payload)
 
@@ -211,25 +232,28 @@ class Fallback:
                                   upstream_ms=upstream_ms),)
         self._metrics.fallbacks.labels(target.provider_name, error_class).inc()
 
-    def _targets(self, call: CallRecord, route: FallbackRoute) -> Iterator[_Next]:
+    def _targets(self, call: CallRecord, route: FallbackRoute, payload: dict[str, Any],
+                 body: bytes) -> Iterator[_Next]:
         """The targets to send to, in order, skipping those whose breaker is open; the
         first target alone when every breaker is open. Lazy: a call served by its first
         target looks at no other."""
         skipped: list[Route] = []
         sent_any = False
-        for target, breach in self._candidates(call, route):
+        for target, target_body, breach in self._candidates(call, route, payload, body):
             if self.breakers.get(target.provider_name, target.served_model).admit():
-                yield _Next(target, breach, skipped)
+                yield _Next(target, target_body, breach, skipped)
                 sent_any, skipped = True, []
             else:
                 skipped.append(target)
         if not sent_any:
-            yield _Next(route, None, [])
+            yield _Next(route, body, None, [])
 
-    def _candidates(self, call: CallRecord, route: FallbackRoute
-                    ) -> Iterator[tuple[Route, PolicyBreach | None]]:
-        """``route`` (already checked), then the fallbacks this call may be sent to."""
-        yield route, None
+    def _candidates(self, call: CallRecord, route: FallbackRoute, payload: dict[str, Any],
+                    body: bytes) -> Iterator[tuple[Route, bytes, PolicyBreach | None]]:
+        """``route`` (already checked) with ``body``, then the fallbacks this call may be
+        sent to, each with its body; a fallback of the other API shape that cannot express
+        the call (``Untranslatable``) is passed over."""
+        yield route, body, None
         for target in route.alias.after(route):
             try:
                 check_allowed(call.key, target.provider_name, target.served_model)
@@ -238,8 +262,13 @@ class Fallback:
             breach = self._policy.judge(repo=call.repo, team=call.key.team, user=call.key.user,
                                         provider=target.provider_name, model=target.served_model,
                                         today=call.received_at.date())
-            if breach is None or not breach.enforced:
-                yield target, breach
+            if breach is not None and breach.enforced:
+                continue
+            try:
+                target_body = self._body_for(call, target, payload)
+            except Untranslatable:
+                continue
+            yield target, target_body, breach
 
     def _breaker_changed(self, provider: str, model: str, state: BreakerState) -> None:
         self._metrics.breaker_transitions.labels(provider, model, state).inc()

@@ -5,7 +5,8 @@
 1. authenticate the virtual key from the headers (refusing a revoked or
    expired one), then read the body (bounded) and parse just enough JSON to
    know the model and whether a stream is wanted;
-2. route to a provider, check that the key may call it, pass the egress gate
+2. route to a provider (a routing rule may pick a cheaper target, or record
+   that it would: ``rules``), check that the key may call it, pass the egress gate
    and the limits and budgets (``enforce``), and forward the body unchanged,
    except that the served
    model is substituted when an alias maps it to another name, and a streamed
@@ -13,14 +14,16 @@
    alias with several targets is posted through ``fallback``, which moves the
    call to the next target when one fails before answering;
 3. return the provider's answer unchanged, whole or streamed (``relay``),
-   reading usage from it as it passes;
+   reading usage from it as it passes; a target of the other API shape than
+   the call gets it translated there and back instead (``translate``);
 4. when the answer ends, fails, or the client leaves, emit one envelope
    (``finish``), after the last byte has gone to the client.
 
 Gateway errors raise ``GatewayError`` and the app renders them in the caller's
 API format; a call that got past authentication still gets an envelope
 (``gateway_error``, ``upstream_timeout`` or ``upstream_error``). Errors the
-provider returns pass through untouched, status and body, and get one too.
+provider returns pass through untouched, status and body (a cross-shape call's
+are rendered in the caller's format), and get one too.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import hashlib
 import logging
 import time
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -55,7 +59,7 @@ from .errors import GatewayError, Unauthenticated, UpstreamTimeout, UpstreamUnav
 from .fallback import Fallback, upstream_post
 from .metrics import GatewayMetrics
 from .model_list import merged_list
-from .relay import Receive, Send, relay
+from .relay import Receive, Send, UsageChunkFilter, relay
 from .request import (
     ask_for_stream_usage,
     parse_json_object,
@@ -65,6 +69,9 @@ from .request import (
     requested_model,
 )
 from .routing import FallbackRoute, Route, Router
+from .rules import RuleBook
+from .translate import request_body
+from .translate.serve import serve
 from .usage import FREE, StreamUsageTracker, usage_from_body
 
 log = logging.getLogger(__name__)
@@ -110,7 +117,7 @@ class Proxy:
 
     def __init__(self, settings: GatewaySettings, keyring: KeyRing, router: Router,
                  emitter: EnvelopeEmitter, metrics: GatewayMetrics, gate: EgressGate,
-                 enforcer: Enforcer) -> None:
+                 enforcer: Enforcer, rules: RuleBook | None = None) -> None:
         self._settings = settings
         self._gate = gate
         self._enforcer = enforcer
@@ -119,6 +126,7 @@ class Proxy:
         self._emitter = emitter
         self._metrics = metrics
         self._fallback = Fallback(settings, metrics, gate.policy)
+        self._rules = rules
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -172,7 +180,7 @@ class Proxy:
             exc.request_id = call.request_id
             self.finish(call, status=exc.status_for("anthropic" if anthropic_style else "openai"),
                         outcome=_outcome_of(exc), usage=Usage(source="missing"),
-                        error_class=type(exc).__name__)
+                        error_class=exc.error_class)
             raise
 
     async def _forward(self, call: CallRecord, headers: dict[str, str], scope: dict[str, Any],
@@ -184,7 +192,10 @@ class Proxy:
         payload = parse_json_object(body)
         call.payload = payload
         call.requested_model = model = requested_model(payload)
+        call.repo, call.repo_source = resolve_repo(headers.get(REPO_HEADER), payload, call.key)
         route = self._router.route(anthropic_style, model, call.request_id)
+        if self._rules is not None:  # routing rules (docs/routing.md): may pick a cheaper target
+            route = self._rules.apply(call, route, anthropic_style)
         call.provider, call.served_model = route.provider_name, route.served_model
         check_allowed(call.key, route.provider_name, route.served_model)
         call.stream = payload.get("stream") is True
@@ -192,9 +203,10 @@ class Proxy:
         if rewrite:
             payload["model"] = route.served_model
         strip_usage = call.stream and call.surface == "openai.chat" and ask_for_stream_usage(payload)
-        if rewrite or strip_usage:
+        if route.cross_shape:  # raises Untranslatable before anything leaves
+            body = request_body(call.surface, payload, route.served_model, route.provider.kind)
+        elif rewrite or strip_usage:
             body = orjson.dumps(payload)
-        call.repo, call.repo_source = resolve_repo(headers.get(REPO_HEADER), payload, call.key)
         messages = request_messages(call.surface, payload)
         await self._gate.admit(call, messages)  # raises PolicyRefused before anything leaves
         call.messages = messages
@@ -203,16 +215,21 @@ class Proxy:
         assert self._session is not None, "Proxy.start() not awaited"
         call.upstream_started_ns = time.perf_counter_ns()
         if isinstance(route, FallbackRoute):
-            upstream = await self._fallback.send(self._session, call, route, payload, body,
-                                                 scope, headers)
+            route, upstream = await self._fallback.send(self._session, call, route, payload,
+                                                        body, scope, headers)
         else:
             with upstream_errors(route.provider_name):
                 upstream = await upstream_post(self._session, route, body, scope, headers)
+        if route.cross_shape:  # the serving target speaks the other API shape
+            await serve(call, route, upstream, receive, send, include_usage=not strip_usage,
+                        headers=partial(response_headers, upstream.raw_headers, call.request_id),
+                        finish=self.finish)
+            return
         if call.stream and upstream.content_type == "text/event-stream":
             tracker = StreamUsageTracker(call.surface)
             end = await relay(call, upstream, response_headers(upstream.raw_headers, call.request_id),
                               receive,
-                              send, tracker, strip_usage)
+                              send, tracker, UsageChunkFilter(tracker) if strip_usage else None)
             self.finish(call, status=upstream.status, outcome=end.outcome,
                         usage=tracker.result(payload), error_class=end.error_class,
                         served_model=tracker.model)

@@ -20,6 +20,8 @@ When the gateway asked the upstream for usage the client did not ask for
 usage chunk and the ``"usage": null`` members it adds to every other chunk,
 so the client receives what a direct call would have sent. It decides on the
 parsed JSON of each event, so compact and spaced upstreams are treated alike.
+A cross-shape call's stream is translated in the filter's place
+(``translate.streams``): either is a ``Rewriter``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -235,10 +237,22 @@ class StreamEnd:
     error_class: str = ""
 
 
+class Rewriter(Protocol):
+    """What stands between the upstream's bytes and the client's: ``UsageChunkFilter``, or a
+    stream translator (``translate.streams``). It feeds the tracker itself."""
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 async def relay(call: CallRecord, upstream: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]],
                 receive: Receive, send: Send, tracker: StreamUsageTracker,
-                strip_usage: bool) -> StreamEnd:
-    """Stream ``upstream`` to the client; never raises for the three expected endings."""
+                rewriter: Rewriter | None) -> StreamEnd:
+    """Stream ``upstream`` to the client; never raises for the three expected endings.
+
+    Bytes go through unchanged, to the tracker and the client, unless ``rewriter`` is given.
+    """
     main = asyncio.current_task()
     assert main is not None
     client_gone = False
@@ -251,7 +265,6 @@ async def relay(call: CallRecord, upstream: aiohttp.ClientResponse, headers: lis
         main.cancel()
 
     watcher = asyncio.create_task(watch_disconnect())
-    filter_ = UsageChunkFilter(tracker) if strip_usage else None
     started = False
     try:
         async for chunk in upstream.content.iter_any():
@@ -264,15 +277,15 @@ async def relay(call: CallRecord, upstream: aiohttp.ClientResponse, headers: lis
                 started = True
             call.response_hash.update(chunk)
             call.response_bytes += len(chunk)
-            if filter_ is None:
+            if rewriter is None:
                 tracker.feed(chunk)
                 out = chunk
             else:
-                out = filter_.feed(chunk)
+                out = rewriter.feed(chunk)
                 if not out:
                     continue
             await send({"type": "http.response.body", "body": out, "more_body": True})
-        tail = filter_.flush() if filter_ is not None else b""
+        tail = rewriter.flush() if rewriter is not None else b""
         if not started:
             await send({"type": "http.response.start", "status": upstream.status,
                         "headers": headers})

@@ -13,6 +13,9 @@ fallbacks, in listed order, which ``fallback`` tries when it fails before any
 byte reached the client. A route with fallbacks is a ``FallbackRoute``, which
 carries its ``Alias``. An alias's routes are made once, at start: routing an
 aliased call allocates nothing, and an unlisted model costs what it did.
+A route whose provider speaks the other API shape than the call (an OpenAI
+chat call to an Anthropic model) is ``cross_shape``: its calls are translated
+(``translate``). A same-shape route never is.
 
 The provider key is injected here, from settings that read it from the
 environment, in the header that provider kind expects; whatever credential
@@ -31,6 +34,7 @@ from itertools import accumulate
 from meterline.schemas import ModelRoute, ModelTarget, ProviderSettings, Settings
 
 from .errors import NotFound, UnknownModel
+from .translate import crosses_shape
 
 # Request headers never forwarded upstream: hop-by-hop, our own auth, and
 # anything whose value we set ourselves.
@@ -58,6 +62,13 @@ class Route:
     provider: ProviderSettings
     served_model: str
     anthropic_style: bool = False
+    #: The provider speaks the other API shape than the call, which is translated
+    #: (``translate``); set once, when the route is made, so a same-shape call pays one test.
+    cross_shape: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cross_shape",
+                           crosses_shape(self.provider.kind, self.anthropic_style))
 
     def url(self, path: str, query: bytes = b"") -> str:
         """The upstream URL for a gateway path such as ``/v1/chat/completions``.

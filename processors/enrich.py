@@ -15,7 +15,6 @@ dict), used by tests to prove the fast path yields a valid ``Event``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +24,8 @@ from pydantic import BaseModel
 
 from meterline.schemas import EVENT_SCHEMA_VERSION, Envelope, Event, Settings, Usage
 
-from .price_book import PriceBook, Quote
+from .price_book import PriceBook, Quote, quote_call
+from .savings import routing_fields
 
 ZERO = Decimal(0)
 
@@ -43,15 +43,6 @@ class Directory:
 
     def cost_centre(self, team: str) -> str:
         return self._cost_centres.get(team, "")
-
-
-def quote_call(book: PriceBook, provider: str, served_model: str, requested_model: str,
-               usage: Usage, at: datetime) -> Quote | None:
-    """The price of a call: the served model's, else the requested model's, else None."""
-    quote = book.quote(provider, served_model, usage, at)
-    if quote is None and served_model != requested_model:
-        quote = book.quote(provider, requested_model, usage, at)
-    return quote
 
 
 def priced_fields(quote: Quote | None, usage: Usage) -> dict[str, Any]:
@@ -105,6 +96,7 @@ def event_row(envelope: Envelope, directory: Directory, book: PriceBook, *,
         **policy_fields(envelope),
         "request_messages": envelope.body.request_messages,
         **attempt_fields(envelope),
+        **routing_fields(envelope, book, ZERO if quote is None else quote.cost_usd),
     }
 
 

@@ -119,6 +119,15 @@ class PriceBook:
                      _PUBLIC_VERSION, price.price_model, price.unit_prices)
 
 
+def quote_call(book: PriceBook, provider: str, served_model: str, requested_model: str,
+               usage: Usage, at: datetime) -> Quote | None:
+    """The price of a call: the served model's, else the requested model's, else None."""
+    quote = book.quote(provider, served_model, usage, at)
+    if quote is None and served_model != requested_model:
+        quote = book.quote(provider, requested_model, usage, at)
+    return quote
+
+
 def _fixed(override: PriceOverride, usage: Usage) -> Quote:
     read = override.cache_read_per_mtok
     write_5m = override.cache_write_5m_per_mtok

@@ -13,7 +13,9 @@ The steps, and what each guarantees:
 2. Read the figures from the duplicate-safe ``spend_hourly`` rollup (this
    month, last month's team totals, spend per day): aggregates only.
 3. Reconcile: Σ cost and distinct request ids from ``events FINAL``, computed
-   independently, must equal the report's total and request count exactly.
+   independently, must equal the report's total and request count exactly;
+   so must the routing savings per team and rule and the month's savings
+   totals (``chargeback_savings``).
    The footer also carries the check against the providers' own reports for
    the month's days (``reconcile_providers``), as the reconcile job stored it.
    Events still arriving can make one pair of reads disagree, so a mismatch
@@ -37,6 +39,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ from .chargeback_query import (
     ledger_totals,
 )
 from .chargeback_render import render_html, render_lead_summaries
+from .chargeback_savings import fetch_savings
 from .errors import ReconciliationMismatch
 from .reconcile_findings import fetch_provider_check
 
@@ -85,9 +89,12 @@ class ChargebackRun:
     def summary(self) -> dict[str, Any]:
         """What a caller of the store job (or the CLI) is told about the run."""
         rec = self.chargeback.reconciliation
+        savings = self.chargeback.savings
         return {"run_id": self.run_id, "month": str(self.month),
                 "total_usd": self.chargeback.cost_usd, "requests": self.chargeback.requests,
                 "reconciled": rec is not None and rec.balanced,
+                "routing_saved_usd": savings.saved_usd if savings else Decimal(0),
+                "shadow_would_save_usd": savings.would_save_usd if savings else Decimal(0),
                 "files": [str(path) for path in self.files]}
 
 
@@ -109,7 +116,8 @@ def read_chargeback(client: Any, database: str, settings: Settings, month: Month
         rec = Reconciliation(chargeback.cost_usd, chargeback.requests, ledger.cost_usd,
                              ledger.requests)
         chargeback.reconciliation = rec
-        if rec.balanced:
+        chargeback.savings = savings = fetch_savings(client, database, window)
+        if rec.balanced and savings.balanced:
             refusals = fetch_refusals(client, database, window)
             for team in chargeback.all_teams:
                 team.refused = refusals.get(team.name, {}) if team.attributed else {}
@@ -120,6 +128,12 @@ def read_chargeback(client: Any, database: str, settings: Settings, month: Month
             log.warning("chargeback %s does not reconcile yet, reading again in %.1fs",
                         month, recheck_delay_s)
             time.sleep(recheck_delay_s)
+    if rec.balanced:
+        raise ReconciliationMismatch(
+            f"chargeback {month}: the routing savings per team and rule add up to "
+            f"{savings.saved_usd} USD saved and {savings.would_save_usd} USD shadow rules would "
+            f"save, the month's totals to {savings.total_saved_usd} and "
+            f"{savings.total_would_save_usd} USD; events were still arriving: run it again")
     raise ReconciliationMismatch(
         f"chargeback {month}: report total {rec.report_cost_usd} USD over {rec.report_requests} "
         f"requests, events ledger {rec.ledger_cost_usd} USD over {rec.ledger_requests} request "

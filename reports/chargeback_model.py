@@ -28,6 +28,7 @@ from .chargeback_period import Month, Window
 from .chargeback_query import DailySpend, Line
 
 if TYPE_CHECKING:
+    from .chargeback_savings import Savings
     from .reconcile_findings import ProviderCheck
 
 ZERO = Decimal(0)
@@ -161,6 +162,8 @@ class Chargeback:
     reconciliation: Reconciliation | None = None
     #: The ledger against the providers' own reports over the month's days (the footer).
     provider_check: ProviderCheck | None = None
+    #: What routing rules saved, and what shadow rules would save (``chargeback_savings``).
+    savings: Savings | None = None
 
     @property
     def all_teams(self) -> list[TeamChargeback]:

@@ -31,6 +31,7 @@ from .envelope import (
     Envelope,
     Outcome,
     RepoSource,
+    Routing,
     Surface,
     UnsupportedSchemaVersion,
     Usage,
@@ -41,6 +42,7 @@ from .event import COST_SCALE, EVENT_SCHEMA_VERSION, Event, PriceSource
 from .ids import new_request_id, request_id_time
 from .kafka_settings import KafkaSettings
 from .reconcile_settings import ReconcileSettings
+from .routing_rules import RoutingRule, RuleMatch, RuleMode, RuleTarget
 from .settings import (
     AnomalySettings,
     AnomalyThresholds,
@@ -118,6 +120,11 @@ __all__ = [
     "RepoRule",
     "RepoSource",
     "ReportSettings",
+    "Routing",
+    "RoutingRule",
+    "RuleMatch",
+    "RuleMode",
+    "RuleTarget",
     "SensitiveMode",
     "SensitiveSettings",
     "SensitiveSpan",

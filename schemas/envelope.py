@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .egress import BodyPolicy, PolicyBreach
 
-ENVELOPE_SCHEMA_VERSION = "1.3"
+ENVELOPE_SCHEMA_VERSION = "1.4"
 SUPPORTED_MAJOR = 1
 
 Surface = Literal[
@@ -111,6 +111,26 @@ class Attempt(BaseModel):
     upstream_ms: float = 0.0
 
 
+class Routing(BaseModel):
+    """What routing rules made of the call (1.4, docs/routing.md); absent when none matched.
+
+    ``rule`` is the ``enforce`` rule that sent the call to its target ("" when only a
+    shadow rule matched), and ``from_provider``/``from_model`` where the requested
+    model would have gone without rules: what the counterfactual cost is priced
+    on. ``shadow_rule`` is the first ``shadow`` rule that matched, and
+    ``shadow_provider``/``shadow_model`` where it would have sent the call.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rule: str = ""
+    from_provider: str = ""
+    from_model: str = ""
+    shadow_rule: str = ""
+    shadow_provider: str = ""
+    shadow_model: str = ""
+
+
 class Envelope(BaseModel):
     """One upstream call as the gateway saw it. Field names are the contract."""
 
@@ -153,3 +173,5 @@ class Envelope(BaseModel):
     #: The targets tried before the one that served (1.3), in order; empty when the
     #: first one did. ``provider`` and ``served_model`` are always the serving one's.
     attempts: list[Attempt] = Field(default_factory=list)
+    #: The routing rules that matched (1.4); None when none did, the usual case.
+    routing: Routing | None = None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .egress import BodyPolicy
 from .envelope import Outcome, RepoSource, Surface, UsageSource
 
-EVENT_SCHEMA_VERSION = "1.3"
+EVENT_SCHEMA_VERSION = "1.4"
 
 #: Decimal places kept for every cost: the ClickHouse column is Decimal(38, 12).
 COST_SCALE = 12
@@ -94,3 +94,21 @@ class Event(BaseModel):
     #: first target served), and how many there were.
     attempts: str = "[]"
     fallbacks: int = Field(0, ge=0, le=255)
+    #: Routing rules (1.4, docs/routing.md); a call no rule matched leaves every routing
+    #: column out of its row, and the store's defaults fill them. The counterfactual is
+    #: what the requested model would have cost on its own route for the same usage:
+    #: None here, and ``cost_usd`` in the store, when no enforce rule moved the call.
+    counterfactual_cost_usd: Decimal | None = None
+    #: The enforce rule that re-routed the call, and where the call would have gone
+    #: without it ("" when none did); ``routing_mode`` is ``enforce``, ``shadow`` (only
+    #: a shadow rule matched) or "".
+    routing_rule: str = ""
+    routing_mode: Literal["enforce", "shadow", ""] = ""
+    counterfactual_provider: str = ""
+    counterfactual_model: str = ""
+    #: The first shadow rule that matched, its target, and that target's cost for the
+    #: same usage (0 when no shadow rule matched).
+    shadow_rule: str = ""
+    shadow_provider: str = ""
+    shadow_model: str = ""
+    shadow_cost_usd: Decimal = Decimal(0)

@@ -30,6 +30,7 @@ from .egress import BodyPolicy, EgressSettings
 from .governance import BudgetMode, GovernanceSettings
 from .kafka_settings import KafkaSettings, _Section
 from .reconcile_settings import ReconcileSettings, five_field_crontab
+from .routing_rules import RoutingRule, check_routing_rules
 
 ProviderKind = Literal["openai", "anthropic", "azure", "openai_compatible", "simulated"]
 
@@ -243,26 +244,6 @@ class ModelRoute(_Section):
     def target_list(self) -> list[ModelTarget]:
         """The targets in order; the one-target form is a list of one."""
         return self.targets or [ModelTarget(provider=self.provider, model=self.model)]
-
-
-#: The API shape each provider kind speaks; ``simulated`` speaks both.
-_API_SHAPE: dict[ProviderKind, str] = {"anthropic": "anthropic", "openai": "openai",
-                                       "azure": "openai", "openai_compatible": "openai"}
-
-
-def _one_api_shape(name: str, route: ModelRoute, providers: dict[str, ProviderSettings]) -> None:
-    """Refuse an alias whose targets speak different APIs (an Anthropic call to OpenAI)."""
-    shapes: dict[str, list[str]] = {}
-    for target in route.targets:
-        shape = _API_SHAPE.get(providers[target.provider].kind)
-        if shape is not None:
-            shapes.setdefault(shape, []).append(target.provider)
-    if len(shapes) > 1:
-        mixed = "; ".join(f"{shape}: {', '.join(names)}" for shape, names in sorted(shapes.items()))
-        raise ValueError(
-            f"models.{name}: targets mix API shapes ({mixed}); serving a call on a provider of "
-            "another API shape (cross-shape serving) is not built yet: give each alias targets "
-            "of one shape, or make a second alias")
 
 
 BudgetPeriodKind = Literal["month", "week"]
@@ -542,6 +523,9 @@ class Settings(BaseSettings):
     egress: EgressSettings = EgressSettings()
     providers: dict[str, ProviderSettings] = Field(default_factory=_default_providers)
     models: dict[str, ModelRoute] = Field(default_factory=dict)
+    #: Rules that route matching calls to a cheaper target, or record that they would
+    #: (docs/routing.md); in order: the first matching rule of each mode applies.
+    routing_rules: list[RoutingRule] = Field(default_factory=list)
     teams: list[TeamSettings] = Field(default_factory=list)
     users: list[UserSettings] = Field(default_factory=list)
     keys: list[KeySettings] = Field(default_factory=list)
@@ -563,7 +547,7 @@ class Settings(BaseSettings):
             for target in route.target_list():
                 if target.provider not in self.providers:
                     raise ValueError(f"models.{route_name}: unknown provider {target.provider!r}")
-            _one_api_shape(route_name, route, self.providers)
+        check_routing_rules(self.routing_rules, set(self.models), set(self.providers))
         if teams:
             for user in self.users:
                 if user.team not in teams:

@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Self
 
@@ -103,6 +104,19 @@ DEFAULT_TEAMS = [
     {"name": "platform", "cost_centre": "CC-4100", "lead": "dana@example.com", "budget_usd": 100},
     {"name": "payments", "cost_centre": "CC-5200", "lead": "omar@example.com", "budget_usd": 50},
 ]
+
+
+def provider_bill(simulator: Any) -> dict[str, tuple[int, Decimal]]:
+    """(requests, cost) per model that ``simulator`` (the simulated provider's app) billed
+    so far, over both API shapes."""
+    end = int(time.time()) + 3600
+    totals: dict[str, tuple[int, Decimal]] = {}
+    for kind in ("openai", "anthropic"):
+        for _, groups in simulator.state.served.buckets(kind, 0, end, end):
+            for group, tally in groups.items():
+                requests, cost = totals.get(group.model, (0, Decimal(0)))
+                totals[group.model] = (requests + tally.requests, cost + tally.cost)
+    return totals
 
 
 def write_config(path: Path, *, bootstrap: str, prefix: str, chdb_path: Path, gateway_port: int,

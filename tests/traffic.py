@@ -35,3 +35,14 @@ def load_events(client: Any, database: str, settings: Settings,
     if batch:
         writer.write(batch)
     return events
+
+
+#: One enforce and one shadow rule (extra configuration), for a simulated month whose
+#: chargeback and dashboard show savings: routing saved, and would save.
+ROUTING_RULES = {"routing_rules": [
+    {"name": "cursor-sonnet-to-haiku", "mode": "enforce",
+     "match": {"tools": ["cursor"], "models": ["claude-sonnet-4-5"]},
+     "target": {"provider": "anthropic", "model": "claude-haiku-4-5"}},
+    {"name": "opus-to-sonnet", "mode": "shadow", "match": {"models": ["claude-opus-4-1"]},
+     "target": {"provider": "anthropic", "model": "claude-sonnet-4-5"}},
+]}

@@ -3,7 +3,7 @@
 Pages (all GET, all taking ``from``, ``to``, ``team``, ``repo``, ``tool``,
 ``model``; add ``csv=<table>`` for a table as CSV):
 
-    /ui/overview        spend vs budget per team, daily chart, forecast
+    /ui/overview        spend vs budget per team, daily chart, forecast, routing savings
     /ui/team/{team}     developer x day, repository x day, tool/model mix, top requests
     /ui/keys            key inventory: last use, spend, idle keys; and the keys the
                         viewer manages, with forms to mint, revoke, rotate (``key_pages``)

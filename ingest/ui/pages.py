@@ -2,10 +2,11 @@
 
 Spend figures read the ``spend_hourly`` rollup, summed with ``sum()`` at
 query time: the SummingMergeTree may hold unmerged parts, and summing is what
-makes the figure exact and duplicate-safe (docs/clickhouse.md). The one raw
-read is "top requests by cost", which needs request ids; it reads
-``events FINAL`` for one team and range, so a re-priced request is counted at
-its latest price only.
+makes the figure exact and duplicate-safe (docs/clickhouse.md). Two reads
+are raw: "top requests by cost", which needs request ids, and the overview's
+routing savings, whose columns the rollup does not carry (only the rows a
+rule matched). Both read ``events FINAL``, so a re-priced request is counted
+at its latest price only.
 
 Scoping to the viewer happens here, not in the templates: a team lead's
 queries carry ``team = {team:String}`` bound to their own team, so another
@@ -54,12 +55,13 @@ _DAY = "toDate(hour, {tz:String}) AS day"
 async def overview(reader: StoreReader, settings: Settings, viewer: Viewer, filters: Filters) -> Page:
     scoped = _team_scope(viewer, filters)
     where, bound = scoped.rollup_where(), scoped.params()
-    by_team, daily = await reader.many([
+    by_team, daily, savings = await reader.many([
         (f"SELECT team, any(cost_centre) AS cost_centre, {SPEND}, "
          f"sumIf(requests, unpriced) AS unpriced_calls FROM spend_hourly WHERE {where} "
          "GROUP BY team ORDER BY spend_usd DESC", bound),
         (f"SELECT {_DAY}, team, sum(cost_usd) AS spend_usd FROM spend_hourly WHERE {where} "
          "GROUP BY day, team ORDER BY day", bound),
+        (_savings_sql(scoped.events_where()), bound),
     ])
     budgets = {team.name: team for team in settings.teams if viewer.may_see(team.name)}
     seen = {row["team"] for row in by_team}
@@ -86,9 +88,39 @@ async def overview(reader: StoreReader, settings: Settings, viewer: Viewer, filt
     daily_table = pivot_by_day("daily", "Spend per team and day", daily, label="team",
                                days=scoped.days)
     total = sum((money(row["spend_usd"]) for row in by_team), Decimal(0))
-    return Page([teams, daily_table],
+    savings_table = table_from_rows(
+        "savings", "Routing savings", savings,
+        ["team", "rule", "mode", "calls", "actual_usd", "counterfactual_usd", "saved_usd",
+         "would_save_usd"],
+        money_columns=["actual_usd", "counterfactual_usd", "saved_usd", "would_save_usd"],
+        count_columns=["calls"],
+        note="Calls routing rules matched (docs/routing.md). Enforce: the counterfactual is what "
+             "the requested model would have cost for the same usage. Shadow: it is the cost "
+             "on the rule's target, which the call was not sent to.")
+    return Page([teams, daily_table, savings_table],
                 {"daily": daily_series(daily, label="team", days=scoped.days)},
-                {"total_usd": total, "teams": len(rows)})
+                {"total_usd": total, "teams": len(rows),
+                 "saved_usd": sum((money(r["saved_usd"]) for r in savings), Decimal(0)),
+                 "would_save_usd": sum((money(r["would_save_usd"]) for r in savings),
+                                       Decimal(0))})
+
+
+def _savings_sql(where: str) -> str:
+    """Per team and rule: what enforce rules saved and shadow rules would save (``events``;
+    the rollup does not carry the routing columns)."""
+    def part(mode: str, rule: str, other: str, saved: str, would: str) -> str:
+        return (f"SELECT team, {rule} AS rule, '{mode}' AS mode, count() AS calls, "
+                f"sum(cost_usd) AS actual_usd, sum({other}) AS counterfactual_usd, "
+                f"{saved} AS saved_usd, {would} AS would_save_usd FROM events FINAL "
+                f"WHERE {where} AND {rule} != '' GROUP BY team, rule")
+    nothing = "toDecimal128(0, 12)"
+    return ("SELECT * FROM ("
+            + part("enforce", "routing_rule", "counterfactual_cost_usd",
+                   "sum(counterfactual_cost_usd - cost_usd)", nothing)
+            + " UNION ALL "
+            + part("shadow", "shadow_rule", "shadow_cost_usd", nothing,
+                   "sum(cost_usd - shadow_cost_usd)")
+            + ") ORDER BY team, mode, rule")
 
 
 def _elapsed_fraction(filters: Filters) -> float:

@@ -25,6 +25,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -114,5 +115,10 @@ def _print_summary(summary: Mapping[str, Any], where: str) -> None:
     print(f"chargeback {summary['month']}: {summary['total_usd']} USD over "
           f"{summary['requests']:,} requests, reconciled with the events ledger "
           f"(run {summary['run_id']}, {where})")
+    saved, would_save = (summary.get(name) for name in ("routing_saved_usd",
+                                                        "shadow_would_save_usd"))
+    if saved is not None and would_save is not None and (Decimal(saved) or Decimal(would_save)):
+        print(f"routing saved {saved} USD in {summary['month']}; shadow rules would save "
+              f"{would_save} USD more")
     for path in summary["files"]:
         print(path)

@@ -52,6 +52,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     stretch = None
     if provider and not args.no_direct_key:
         envelopes, direct, stretch = plant_direct_key(org, envelopes, start, end)
+    if args.mode == "topic" and settings.routing_rules:  # a gateway would have routed them
+        envelopes = _routed(settings, envelopes)
     print(f"simulating {len(envelopes):,} calls by {len(org.developers)} developers in "
           f"{len(org.teams)} teams, {start:%Y-%m-%d} to {end:%Y-%m-%d} (seed {args.seed})",
           file=sys.stderr)
@@ -80,6 +82,18 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         days = (start, end) if args.mode == "topic" else (drive_started, datetime.now(UTC))
         status = _report(args, settings, start, end, result.sent - result.failed, days)
     return status
+
+
+def _routed(settings: Settings, envelopes: list[Envelope]) -> list[Envelope]:
+    """The calls as the configured routing rules route them, and a line saying how many."""
+    from meterline.simulator.routing import route_envelopes
+
+    routed = list(route_envelopes(settings, envelopes))
+    moved = sum(1 for e in routed if e.routing is not None and e.routing.rule)
+    watched = sum(1 for e in routed if e.routing is not None and e.routing.shadow_rule)
+    print(f"routing rules: {moved:,} calls served by an enforce rule's target, {watched:,} "
+          "marked by a shadow rule", file=sys.stderr)
+    return routed
 
 
 def _serve_at_provider(mode: str, provider: str, settings: Settings, envelopes: list[Envelope],

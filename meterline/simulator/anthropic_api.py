@@ -6,7 +6,8 @@ last marker says ``"ttl": "1h"``) and as a cache read on a repeat. Streams
 report usage as Anthropic does: input and cache counts in ``message_start``,
 the cumulative output count in ``message_delta``. Handlers answer the response
 and the usage billed for it (``None`` when nothing is billed: a refused call,
-count_tokens), whatever the client was shown.
+count_tokens), whatever the client was shown. A request that offers tools is
+answered with a ``tool_use`` block calling one (``tools``), whole or streamed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from meterline.schemas import Usage
 
 from .knobs import Knobs, anthropic_error, json_response, sse_response
 from .text import PromptCache, answer, estimate_tokens, ident, sse_event, text_of
+from .tools import ToolCall, tool_call
 
 
 def _prompt(body: dict[str, Any]) -> str:
@@ -43,6 +45,38 @@ def _invalid(body: dict[str, Any]) -> Response | None:
     if not isinstance(body.get("messages"), list):
         return anthropic_error(400, "messages: Field required")
     return None
+
+
+def _tool_call(body: dict[str, Any], prompt: str) -> ToolCall | None:
+    """The tool call that answers a request whose ``tool_choice`` asks for one, if any."""
+    offered = [(tool.get("name"), tool.get("input_schema")) for tool in body.get("tools") or []
+               if isinstance(tool, dict)]
+    choice = body.get("tool_choice")
+    choice = choice if isinstance(choice, dict) else {}
+    last = (body.get("messages") or [{}])[-1]
+    content = last.get("content") if isinstance(last, dict) else None
+    answered = isinstance(content, list) and any(
+        isinstance(block, dict) and block.get("type") == "tool_result" for block in content)
+    if not offered or choice.get("type") not in ("any", "tool") or answered:
+        return None
+    return tool_call(offered, choice.get("name") if choice.get("type") == "tool" else None,
+                     prompt)
+
+
+def _opened(message: dict[str, Any]) -> dict[str, Any]:
+    """The streamed content block as content_block_start opens it: empty."""
+    block = message["content"][0]
+    return {**block, "input": {}} if block["type"] == "tool_use" else {"type": "text", "text": ""}
+
+
+def _deltas(call: ToolCall | None, text: str) -> list[dict[str, Any]]:
+    """The block's deltas: text word by word, or the tool input's JSON in two pieces."""
+    if call is None:
+        return [{"type": "text_delta", "text": (" " if i else "") + word}
+                for i, word in enumerate(text.split(" "))]
+    half = len(call.arguments) // 2
+    return [{"type": "input_json_delta", "partial_json": piece}
+            for piece in (call.arguments[:half], call.arguments[half:])]
 
 
 #: What a handler answers: the response, and the usage billed for it (None: nothing billed).
@@ -75,7 +109,8 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
             write_5m = tokens
     input_tokens = max(1, estimate_tokens(prompt) - read - write_5m - write_1h)
     text = answer(prompt, body["max_tokens"])
-    output = estimate_tokens(text)
+    call = _tool_call(body, prompt)
+    output = estimate_tokens(call.name + call.arguments if call else text)
     usage: dict[str, Any] = {
         "input_tokens": input_tokens, "output_tokens": output,
         "cache_read_input_tokens": read, "cache_creation_input_tokens": write_5m + write_1h,
@@ -87,7 +122,9 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
                    source="provider")
     message: dict[str, Any] = {
         "id": ident("msg_", prompt), "type": "message", "role": "assistant", "model": model,
-        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+        "content": [{"type": "tool_use", "id": ident("toolu_", prompt), "name": call.name,
+                     "input": call.input} if call else {"type": "text", "text": text}],
+        "stop_reason": "tool_use" if call else "end_turn",
         "stop_sequence": None, "usage": usage}
     if not body.get("stream"):
         if knobs.no_usage:
@@ -98,14 +135,13 @@ def messages(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
         del start["usage"]
     events = [sse_event("message_start", {"type": "message_start", "message": start}),
               sse_event("content_block_start", {"type": "content_block_start", "index": 0,
-                                                "content_block": {"type": "text", "text": ""}}),
+                                                "content_block": _opened(message)}),
               sse_event("ping", {"type": "ping"})]
     events += [sse_event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                 "delta": {"type": "text_delta",
-                                                           "text": (" " if i else "") + word}})
-               for i, word in enumerate(text.split(" "))]
-    delta: dict[str, Any] = {"type": "message_delta",
-                             "delta": {"stop_reason": "end_turn", "stop_sequence": None}}
+                                                 "delta": delta})
+               for delta in _deltas(call, text)]
+    delta: dict[str, Any] = {"type": "message_delta", "delta": {
+        "stop_reason": message["stop_reason"], "stop_sequence": None}}
     if not knobs.no_usage:
         delta["usage"] = {"output_tokens": output}
     events += [sse_event("content_block_stop", {"type": "content_block_stop", "index": 0}),

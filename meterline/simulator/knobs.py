@@ -11,7 +11,9 @@ Tests and the demo steer the simulator through ``x-sim-*`` request headers
   without finishing the response (a provider failing mid-stream);
 - ``x-sim-stall-ms``: pause this long after the first streamed event;
 - ``x-sim-spaced-json``: write streamed chat chunks as Python's ``json.dumps``
-  does (``"choices": []``), as llama-cpp-python's server and many shims do.
+  does (``"choices": []``), as llama-cpp-python's server and many shims do;
+- ``x-sim-broken-tool-json``: write a chat tool call's arguments as JSON cut
+  short, as a model sometimes does.
 
 One switch is not per request but a window of time, set on the provider itself
 (``faults``): ``POST /sim/faults {"status": 529, "seconds": 5, "models":
@@ -44,6 +46,7 @@ class Knobs:
     cut_after: int = -1
     stall_ms: float = 0.0
     spaced_json: bool = False
+    broken_tool_json: bool = False
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> Knobs:
@@ -52,7 +55,8 @@ class Knobs:
                    no_usage=bool(headers.get("x-sim-no-usage")),
                    cut_after=int(headers.get("x-sim-cut-after") or -1),
                    stall_ms=float(headers.get("x-sim-stall-ms") or 0),
-                   spaced_json=bool(headers.get("x-sim-spaced-json")))
+                   spaced_json=bool(headers.get("x-sim-spaced-json")),
+                   broken_tool_json=bool(headers.get("x-sim-broken-tool-json")))
 
 
 def json_response(data: object, status: int = 200,

@@ -6,7 +6,8 @@ billed even when ``x-sim-no-usage`` hides it from the client or a stream is
 cut. Streams report usage the way OpenAI does: chat completions only when
 ``stream_options.include_usage`` is set (then every chunk carries
 ``"usage":null`` and a last chunk with empty ``choices`` carries the counts),
-the Responses API always, in ``response.completed``.
+the Responses API always, in ``response.completed``. A chat request that
+offers tools is answered with a call to one (``tools``), whole or streamed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .text import (
     sse_event,
     text_of,
 )
+from .tools import ToolCall, tool_call
 
 
 def _usage_counts(prompt: str, text: str, model: str, cache: PromptCache,
@@ -75,8 +77,11 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
                             param="model" if not isinstance(model, str) else "messages"), None
     prompt = "\n".join(text_of(m.get("content")) for m in messages if isinstance(m, dict))
     text = answer(prompt, int(body.get("max_tokens") or body.get("max_completion_tokens") or 256))
-    prompt_tokens, cached, output, reasoning = _usage_counts(prompt, text, model, cache,
-                                                             3 * len(messages))
+    call = _tool_call(body, messages, prompt)
+    if call and knobs.broken_tool_json:
+        call = ToolCall(call.name, call.arguments[:-1])
+    prompt_tokens, cached, output, reasoning = _usage_counts(
+        prompt, call.name + call.arguments if call else text, model, cache, 3 * len(messages))
     usage = {"prompt_tokens": prompt_tokens, "completion_tokens": output,
              "total_tokens": prompt_tokens + output,
              "prompt_tokens_details": {"cached_tokens": cached},
@@ -85,9 +90,14 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
                             "created": created_s(prompt), "model": model,
                             "service_tier": _served_tier(body)}
     billed = _billed(prompt_tokens, cached, output, reasoning, base["service_tier"])
+    finish = "tool_calls" if call else "stop"
     if not body.get("stream"):
-        reply = {**base, "choices": [{"index": 0, "finish_reason": "stop", "message": {
-            "role": "assistant", "content": text}}]}
+        message: dict[str, Any] = {"role": "assistant", "content": text}
+        if call:
+            message = {"role": "assistant", "content": None, "tool_calls": [{
+                "id": ident("call_", prompt), "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments}}]}
+        reply = {**base, "choices": [{"index": 0, "finish_reason": finish, "message": message}]}
         if not knobs.no_usage:
             reply["usage"] = usage
         return json_response(reply), billed
@@ -97,15 +107,36 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     tail: dict[str, Any] = {"usage": None} if with_usage else {}
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(text.split(" "))]
+    if call:  # the name first, then the arguments in two pieces
+        half = len(call.arguments) // 2
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [{
+            "index": 0, "id": ident("call_", prompt), "type": "function",
+            "function": {"name": call.name, "arguments": ""}}]}]
+        deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                   for piece in (call.arguments[:half], call.arguments[half:])]
     events = [sse_event(None, encode({**base, "choices": [{"index": 0, "delta": delta,
                                                           "finish_reason": None}], **tail}))
               for delta in deltas]
     events.append(sse_event(None, encode({**base, "choices": [{"index": 0, "delta": {},
-                                                              "finish_reason": "stop"}], **tail})))
+                                                              "finish_reason": finish}], **tail})))
     if with_usage and not knobs.no_usage:
         events.append(sse_event(None, encode({**base, "choices": [], "usage": usage})))
     events.append(sse_event(None, b"[DONE]"))
     return sse_response(events, knobs), billed
+
+
+def _tool_call(body: dict[str, Any], messages: list[Any], prompt: str) -> ToolCall | None:
+    """The tool call that answers a chat request whose ``tool_choice`` asks for one, if any."""
+    offered = [(tool["function"].get("name"), tool["function"].get("parameters"))
+               for tool in body.get("tools") or []
+               if isinstance(tool, dict) and isinstance(tool.get("function"), dict)]
+    choice = body.get("tool_choice")
+    last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+    if not offered or not (choice == "required" or isinstance(choice, dict)) \
+            or last.get("role") == "tool":
+        return None
+    forced = (choice.get("function") or {}).get("name") if isinstance(choice, dict) else None
+    return tool_call(offered, forced, prompt)
 
 
 def _responses_prompt(body: dict[str, Any]) -> str:

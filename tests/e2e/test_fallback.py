@@ -28,7 +28,7 @@ from meterline.embedded import free_port
 from meterline.processors.price_book import PriceBook
 from meterline.schemas import ProviderKind, Usage
 from meterline.simulator import create_provider_app
-from tests.harness import CallerThreads, Pipeline, ThreadedServer, wait_until
+from tests.harness import CallerThreads, Pipeline, ThreadedServer, provider_bill, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -85,14 +85,7 @@ class Faulty:
 
     def billed(self) -> dict[str, tuple[int, Decimal]]:
         """(requests, cost) per model the simulated provider billed so far."""
-        end = int(time.time()) + 3600
-        totals: dict[str, tuple[int, Decimal]] = {}
-        for kind in ("openai", "anthropic"):
-            for _, groups in self.simulator.state.served.buckets(kind, 0, end, end):
-                for group, tally in groups.items():
-                    requests, cost = totals.get(group.model, (0, Decimal(0)))
-                    totals[group.model] = (requests + tally.requests, cost + tally.cost)
-        return totals
+        return provider_bill(self.simulator)
 
     def billed_since(self, before: dict[str, tuple[int, Decimal]], model: str
                      ) -> tuple[int, Decimal]:

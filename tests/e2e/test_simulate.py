@@ -16,6 +16,7 @@ from meterline.simulator.direct_keys import personal_key, personal_workspace, pl
 from meterline.simulator.organisation import Organisation
 from meterline.simulator.served import provider_key_id
 from tests.harness import REPO_ROOT, STORE_TOKEN_ENV, Pipeline, wait_until
+from tests.traffic import ROUTING_RULES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
 
@@ -121,3 +122,35 @@ def test_gateway_mode_sends_the_planted_direct_calls_to_the_provider_itself(
             if usage.api_key_id == provider_key_id("anthropic", key)]
     assert {usage.scope for usage in mine} == {personal_workspace(developer)}
     assert report.keys[provider_key_id("anthropic", key)] == key[:3] + "..." + key[-4:]
+
+
+def test_a_month_with_a_shadow_and_an_enforced_rule_shows_the_savings(
+        tmp_path: Path, broker: str, simulator: str) -> None:
+    pipeline = Pipeline(tmp_path, broker, simulator, ROUTING_RULES).start()
+    try:
+        result = _simulate(pipeline, "--month", "2026-08", "--seed", "5", "--volume", "0.1",
+                           "--no-direct-key", "--report")
+        moved = re.search(r"^routing rules: ([\d,]+) calls served by an enforce rule's target, "
+                          r"([\d,]+) marked by a shadow rule", result.stderr, flags=re.MULTILINE)
+        assert moved, result.stderr
+        assert int(moved[1].replace(",", "")) > 0 and int(moved[2].replace(",", "")) > 0
+        # the cursor calls to sonnet were served, and billed, as haiku
+        assert pipeline.scalar("SELECT countIf(served_model = 'claude-sonnet-4-5') FROM events "
+                               "WHERE tool = 'cursor' AND requested_model = "
+                               "'claude-sonnet-4-5'") == "0"
+        assert pipeline.scalar("SELECT count() FROM events WHERE routing_rule = "
+                               "'cursor-sonnet-to-haiku'") == moved[1].replace(",", "")
+        saved = pipeline.scalar("SELECT toString(sum(counterfactual_cost_usd - cost_usd)) "
+                                "FROM events FINAL WHERE routing_rule != ''")
+        would = pipeline.scalar("SELECT toString(sum(cost_usd - shadow_cost_usd)) "
+                                "FROM events FINAL WHERE shadow_rule = 'opus-to-sonnet'")
+        assert Decimal(saved) > 0 and Decimal(would) > 0
+        line = re.search(r"^routing saved ([\d.]+) USD in 2026-08; shadow rules would save "
+                         r"([\d.-]+) USD more$", result.stdout, flags=re.MULTILINE)
+        assert line, result.stdout
+        assert (Decimal(line[1]), Decimal(line[2])) == (Decimal(saved), Decimal(would))
+        html = next(Path(line) for line in result.stdout.splitlines()
+                    if line.startswith("/") and line.endswith(".html")).read_text(encoding="utf-8")
+        assert "cursor-sonnet-to-haiku" in html and "opus-to-sonnet" in html
+    finally:
+        pipeline.stop()

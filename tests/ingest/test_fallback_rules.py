@@ -87,13 +87,25 @@ def test_models_list_keeps_listing_aliases_with_targets() -> None:
     assert merged is not None and b'"id":"fast"' in merged[1]
 
 
-def test_an_alias_mixing_api_shapes_is_refused_naming_the_later_step() -> None:
-    with pytest.raises(ValidationError) as caught:
-        settings({"any": {"targets": [{"provider": "anthropic", "model": "claude-sonnet-4-5"},
-                                      {"provider": "openai", "model": "gpt-4.1"}]}})
-    message = str(caught.value)
-    assert "models.any: targets mix API shapes (anthropic: anthropic; openai: openai)" in message
-    assert "cross-shape serving) is not built yet" in message
+def test_an_alias_may_mix_api_shapes_and_marks_the_routes_it_translates() -> None:
+    router = Router(settings({
+        "any": {"targets": [{"provider": "anthropic", "model": "claude-sonnet-4-5"},
+                            {"provider": "openai", "model": "gpt-4.1"},
+                            {"provider": "vllm", "model": "llama"}]},
+        "claude-for-chat": {"provider": "anthropic", "model": "claude-sonnet-4-5"}}))
+    # an OpenAI-style call: the Anthropic target is translated, the others are not
+    first = router.route(False, "any", new_request_id())
+    assert isinstance(first, FallbackRoute) and first.cross_shape
+    assert [(r.provider_name, r.cross_shape) for r in first.alias.after(first)] == [
+        ("openai", False), ("vllm", False)]
+    # an Anthropic-style call: the reverse
+    anthropic_first = router.route(True, "any", new_request_id())
+    assert isinstance(anthropic_first, FallbackRoute) and not anthropic_first.cross_shape
+    assert [r.cross_shape for r in anthropic_first.alias.after(anthropic_first)] == [True, True]
+    # the one-target form and unlisted models too, whatever the default provider's kind
+    assert router.route(False, "claude-for-chat").cross_shape
+    assert not router.route(True, "claude-for-chat").cross_shape
+    assert not router.route(False, "gpt-4.1").cross_shape
 
 
 @pytest.mark.parametrize(("route", "problem"), [

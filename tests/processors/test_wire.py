@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 from meterline.processors import PoisonMessage, parse_envelope
 from meterline.processors.enrich import event_row
 from meterline.processors.wire import decode_envelope, wire_struct
-from meterline.schemas import Attempt, Envelope, PolicyBreach, Usage
+from meterline.schemas import Attempt, Envelope, PolicyBreach, Routing, Usage
 
 from .test_enrich import envelope, tools
 
@@ -28,7 +28,7 @@ def plain(value: Any) -> Any:
 def full() -> Envelope:
     """An envelope with every optional part filled in."""
     return envelope(
-        schema_version="1.3", stream=True, error_class="", user_agent="claude-cli/2.1",
+        schema_version="1.4", stream=True, error_class="", user_agent="claude-cli/2.1",
         usage=Usage(input_tokens=12, output_tokens=34, cache_read_tokens=56,
                     cache_write_5m_tokens=7, cache_write_1h_tokens=8, reasoning_tokens=9,
                     source="provider", service_tier="priority"),
@@ -36,6 +36,8 @@ def full() -> Envelope:
                                excepted=True)],
         attempts=[Attempt(provider="anthropic", model="claude-sonnet-4-5", status=529,
                           error_class="overloaded_error", upstream_ms=12.5)],
+        routing=Routing(rule="cheap-docs", from_provider="anthropic",
+                        from_model="claude-opus-4-1"),
         body={"policy": "full", "request_sha256": "ab" * 32, "request": "{}",
               "request_messages": ["m1", "m2"]})
 

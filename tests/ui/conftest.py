@@ -20,10 +20,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from meterline.ingest.auth import mint_key
-from meterline.schemas import KafkaSettings, keys_file_for
+from meterline.schemas import KafkaSettings, Settings, keys_file_for
 from meterline.simulator.drive import produce_envelopes
 from meterline.simulator.organisation import Organisation
+from meterline.simulator.routing import route_envelopes
 from tests.harness import REPO_ROOT, Pipeline, wait_until
+from tests.traffic import ROUTING_RULES
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
@@ -53,8 +55,10 @@ def loaded(tmp_path_factory: pytest.TempPathFactory, broker: str, simulator: str
     last_month = (this_month - timedelta(days=1)).replace(day=1)
     envelopes = [*org.envelopes(last_month, this_month, volume=VOLUME),
                  *org.envelopes(this_month, now - timedelta(minutes=5), volume=VOLUME)]
+    config = {**org.settings_overrides(), **ROUTING_RULES}
+    envelopes = list(route_envelopes(Settings(**config), envelopes))
     pipeline = Pipeline(tmp_path_factory.mktemp("ui"), broker, simulator,
-                        extra_config=org.settings_overrides()).start()
+                        extra_config=config).start()
     try:
         kafka = KafkaSettings(embedded=True, bootstrap_servers=broker, topic_prefix=pipeline.prefix)
         result = produce_envelopes(kafka, envelopes)

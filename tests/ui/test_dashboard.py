@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.traffic import ROUTING_RULES
 from tests.ui.conftest import VOLUME, Loaded, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.store]
@@ -57,6 +58,18 @@ def test_admin_sees_every_team_and_each_page_renders(browser: Any, loaded: Loade
     assert ledger_total > 0
     assert shown_total == ledger_total.quantize(Decimal("0.01"))
     assert page.locator(".uplot").count() == 1  # the daily chart was drawn by the vendored uPlot
+    # what the routing rules saved, and what the shadow rule would save, as the ledger has it
+    in_range = _range_sql(loaded, str(start), str(end + timedelta(days=1)))
+    saved = Decimal(loaded.pipeline.scalar("SELECT sum(counterfactual_cost_usd - cost_usd) "
+                                           f"FROM events FINAL WHERE {in_range}"))
+    would = Decimal(loaded.pipeline.scalar("SELECT sum(cost_usd - shadow_cost_usd) FROM events "
+                                           f"FINAL WHERE shadow_rule != '' AND {in_range}"))
+    assert saved > 0 and would > 0
+    for shown, exact in (("#saved", saved), ("#would-save", would)):
+        assert Decimal(page.inner_text(shown).replace("$", "").replace(",", "")) == \
+            exact.quantize(Decimal("0.01"))
+    rules = set(page.locator("#table-savings tbody tr td:nth-child(2)").all_inner_texts())
+    assert rules == {"cursor-sonnet-to-haiku", "opus-to-sonnet"}
     screenshot(page, "overview")
 
     page.goto(f"{base}/ui/overview")  # this month to date: the forecast column is filled
@@ -172,13 +185,17 @@ def test_reconciliation_page_shows_each_model_day_and_the_gap(browser: Any,
                                                                 loaded: Loaded) -> None:
     """The provider is told it served last month's calls, but one day's Sonnet calls
     twice over: that model-day is past tolerance, the rest match; a lead sees no rows."""
+    from meterline.schemas import Settings
     from meterline.simulator.direct_keys import served_call
     from meterline.simulator.drive import tell_provider_served
+    from meterline.simulator.routing import route_envelopes
     from meterline.sinks import remote_job
     from tests.harness import TEST_STORE_OPERATOR_TOKEN
 
     start, end = loaded.last_month_start, loaded.this_month_start
-    envelopes = list(loaded.org.envelopes(start, end, volume=VOLUME))
+    # served as the routing rules sent them, as the month was loaded
+    config = Settings(**{**loaded.org.settings_overrides(), **ROUTING_RULES})
+    envelopes = list(route_envelopes(config, loaded.org.envelopes(start, end, volume=VOLUME)))
     doubled_day = (start + timedelta(days=10)).astimezone(UTC).date()
     served = [served_call(e, "") for e in envelopes]
     served += [served_call(e, "") for e in envelopes if e.served_model == "claude-sonnet-4-5"
