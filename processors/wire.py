@@ -11,8 +11,8 @@ What a struct keeps of its model: field names, types, defaults, the numeric
 and length bounds (``ge``, ``le``, ``gt``, ``lt``, ``min_length``,
 ``max_length``), ``extra="forbid"`` (unknown fields are errors) and the
 model's properties (``Usage.total_tokens``). Anything a struct could not
-check the same way, a custom validator or a type not listed in ``_plain``,
-makes ``wire_struct`` raise at import, never decode differently.
+check the same way, a custom validator, a field alias or a type not listed in
+``_plain``, makes ``wire_struct`` raise at import, never decode differently.
 
 msgspec is strict where pydantic is lax (pydantic takes ``"12"`` for an int):
 a message msgspec refuses is not poison yet. ``validate.parse_envelope`` then
@@ -52,6 +52,8 @@ def wire_struct(model: type[BaseModel]) -> type[msgspec.Struct]:
         raise TypeError(f"{model.__name__} has custom validation a msgspec struct cannot repeat")
     fields: list[tuple[str, Any, Any]] = []
     for name, info in model.model_fields.items():
+        if info.alias is not None and info.alias != name:
+            raise TypeError(f"{model.__name__}.{name}: an alias msgspec would not read")
         kind = _plain(info.annotation, model)
         bounds = {_BOUNDS[type(m)]: _bound(m) for m in info.metadata if type(m) in _BOUNDS}
         if len(bounds) != len(info.metadata):

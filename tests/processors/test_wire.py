@@ -112,3 +112,11 @@ def test_a_model_with_a_validator_has_no_struct() -> None:
 def test_datetimes_decode_as_aware_utc() -> None:
     decoded = decode_envelope(envelope().model_dump_json().encode())
     assert decoded.received_at == datetime(2026, 11, 10, 14, 30, tzinfo=UTC)
+
+
+def test_a_model_with_an_alias_has_no_struct() -> None:
+    class Aliased(BaseModel):
+        name: str = Field(alias="Name")
+
+    with pytest.raises(TypeError, match="alias"):
+        wire_struct(Aliased)
