@@ -116,7 +116,7 @@ def read_chargeback(client: Any, database: str, settings: Settings, month: Month
         rec = Reconciliation(chargeback.cost_usd, chargeback.requests, ledger.cost_usd,
                              ledger.requests)
         chargeback.reconciliation = rec
-        chargeback.savings = savings = fetch_savings(client, database, window)
+        chargeback.savings = savings = fetch_savings(client, database, window, ledger)
         if rec.balanced and savings.balanced:
             refusals = fetch_refusals(client, database, window)
             for team in chargeback.all_teams:

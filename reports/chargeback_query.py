@@ -78,13 +78,24 @@ class DailySpend:
 
 @dataclass(frozen=True, slots=True)
 class LedgerTotals:
-    """Σ cost and distinct request ids of a window, straight from ``events``."""
+    """Σ cost and distinct request ids of a window, straight from ``events``, and the
+    month's routing savings totals read in the same pass (``chargeback_savings``)."""
 
     cost_usd: Decimal
     requests: int
+    #: Σ (counterfactual - cost) over calls an enforce rule moved.
+    saved_usd: Decimal
+    #: Σ (cost - shadow cost) over calls a shadow rule matched.
+    would_save_usd: Decimal
 
 
-def _bounds(window: Window) -> dict[str, str]:
+#: The ``events`` rows of the window ``bounds`` gives the parameters of.
+EVENTS_IN_WINDOW = ("received_at >= toDateTime64({start:String}, 6, 'UTC') "
+                    "AND received_at < toDateTime64({end:String}, 6, 'UTC')")
+
+
+def bounds(window: Window) -> dict[str, str]:
+    """The ``start`` and ``end`` query parameters of ``window``."""
     return {"start": window.start.strftime(_TIME), "end": window.end.strftime(_TIME)}
 
 
@@ -99,7 +110,7 @@ def fetch_lines(client: Any, database: str, window: Window) -> list[Line]:
         WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY team, cost_centre, attributed, provider, model, user, repo, tool, unpriced"""
     with store_errors("reading the chargeback lines"):
-        rows = client.query(sql, parameters=_bounds(window)).result_rows
+        rows = client.query(sql, parameters=bounds(window)).result_rows
     return [Line(team=r[0], cost_centre=r[1], attributed=bool(r[2]), provider=r[3], model=r[4],
                  user=r[5], repo=r[6], tool=r[7], unpriced=bool(r[8]), requests=int(r[9]),
                  errors=int(r[10]), input_tokens=int(r[11]), output_tokens=int(r[12]),
@@ -116,7 +127,7 @@ def fetch_daily(client: Any, database: str, window: Window) -> list[DailySpend]:
         WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY attributed, bucket, day"""
     with store_errors("reading the chargeback daily spend"):
-        rows = client.query(sql, parameters={**_bounds(window), "zone": window.timezone}
+        rows = client.query(sql, parameters={**bounds(window), "zone": window.timezone}
                             ).result_rows
     return [DailySpend(bool(r[0]), r[1], window.clamp(r[2]), int(r[3]), exact(r[4])) for r in rows]
 
@@ -126,12 +137,10 @@ def fetch_refusals(client: Any, database: str, window: Window) -> dict[str, dict
     sql = f"""
         SELECT team, error_class, uniqExact(request_id)
         FROM {database}.events
-        WHERE received_at >= toDateTime64({{start:String}}, 6, 'UTC')
-          AND received_at < toDateTime64({{end:String}}, 6, 'UTC')
-          AND error_class IN {{classes:Array(String)}}
+        WHERE {EVENTS_IN_WINDOW} AND error_class IN {{classes:Array(String)}}
         GROUP BY team, error_class ORDER BY team, error_class"""
     with store_errors("reading the refused calls"):
-        rows = client.query(sql, parameters={**_bounds(window),
+        rows = client.query(sql, parameters={**bounds(window),
                                              "classes": list(REFUSALS)}).result_rows
     found: dict[str, dict[str, int]] = {}
     for team, error_class, calls in rows:
@@ -148,7 +157,7 @@ def fetch_team_totals(client: Any, database: str,
         WHERE hour >= toDateTime({{start:String}}, 'UTC') AND hour < toDateTime({{end:String}}, 'UTC')
         GROUP BY attributed, bucket"""
     with store_errors("reading the previous month's team totals"):
-        rows = client.query(sql, parameters=_bounds(window)).result_rows
+        rows = client.query(sql, parameters=bounds(window)).result_rows
     return {(bool(r[0]), r[1]): exact(r[2]) for r in rows}
 
 
@@ -162,11 +171,12 @@ def ledger_totals(client: Any, database: str, window: Window) -> LedgerTotals:
     is 0.3 s instead of 2.3 s, the same answer.
     """
     sql = f"""
-        SELECT sum(cost_usd), count()
+        SELECT sum(cost_usd), count(),
+               sumIf(counterfactual_cost_usd - cost_usd, routing_rule != ''),
+               sumIf(cost_usd - shadow_cost_usd, shadow_rule != '')
         FROM {database}.events FINAL
-        WHERE received_at >= toDateTime64({{start:String}}, 6, 'UTC')
-          AND received_at < toDateTime64({{end:String}}, 6, 'UTC')"""
+        WHERE {EVENTS_IN_WINDOW}"""
     with store_errors("reconciling against the events ledger"):
-        row = client.query(sql, parameters=_bounds(window)).result_rows[0]
-    return LedgerTotals(exact(row[0]), int(row[1]))
+        row = client.query(sql, parameters=bounds(window)).result_rows[0]
+    return LedgerTotals(exact(row[0]), int(row[1]), exact(row[2]), exact(row[3]))
 

@@ -11,9 +11,11 @@ rule and mode:
   have cost ``shadow_cost_usd``. The difference is what it would save, before
   anyone turns it on.
 
-The totals are read again by a second, independent query (one sum over the
-month, no grouping); ``Savings.balanced`` says the rows add up to them to
-the 12th decimal, which the chargeback checks as it checks spend.
+The totals come from an independent read: the ledger's own pass over
+``events FINAL`` (``chargeback_query.ledger_totals``, one sum over the month,
+no grouping), which reconciles spend in the same scan. ``Savings.balanced``
+says the rows add up to them to the 12th decimal, which the chargeback checks
+as it checks spend.
 """
 
 from __future__ import annotations
@@ -26,12 +28,9 @@ from meterline.schemas import RuleMode
 from meterline.sinks.errors import store_errors
 
 from .chargeback_period import Window
-from .chargeback_query import _bounds, exact
+from .chargeback_query import EVENTS_IN_WINDOW, LedgerTotals, bounds, exact
 
 ZERO = Decimal(0)
-
-_WINDOW = ("received_at >= toDateTime64({start:String}, 6, 'UTC') "
-           "AND received_at < toDateTime64({end:String}, 6, 'UTC')")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,22 +89,18 @@ class Savings:
         return [row for row in self.rows if (row.attributed, row.team) == key]
 
 
-def fetch_savings(client: Any, database: str, window: Window) -> Savings:
-    """The month's savings rows per team, rule and mode, and their independent totals."""
+def fetch_savings(client: Any, database: str, window: Window, ledger: LedgerTotals) -> Savings:
+    """The month's savings rows per team, rule and mode, against ``ledger``'s totals."""
     def select(mode: RuleMode, rule: str, other: str) -> str:
         return (f"SELECT attributed, if(attributed, team, '') AS bucket, '{mode}' AS mode, "
                 f"{rule} AS rule, count(), sum(cost_usd), sum({other}) "
-                f"FROM {database}.events FINAL WHERE {_WINDOW} AND {rule} != '' "
+                f"FROM {database}.events FINAL WHERE {EVENTS_IN_WINDOW} AND {rule} != '' "
                 "GROUP BY attributed, bucket, rule")
     sql = (select("enforce", "routing_rule", "counterfactual_cost_usd") + " UNION ALL "
            + select("shadow", "shadow_rule", "shadow_cost_usd"))
-    totals = (f"SELECT sumIf(counterfactual_cost_usd - cost_usd, routing_rule != ''), "
-              f"sumIf(cost_usd - shadow_cost_usd, shadow_rule != '') "
-              f"FROM {database}.events FINAL WHERE {_WINDOW}")
     with store_errors("reading the routing savings"):
-        rows = client.query(sql, parameters=_bounds(window)).result_rows
-        saved, would_save = client.query(totals, parameters=_bounds(window)).result_rows[0]
+        rows = client.query(sql, parameters=bounds(window)).result_rows
     found = [RuleSavings(bool(r[0]), r[1], r[3], r[2], int(r[4]), exact(r[5]), exact(r[6]))
              for r in rows]
     found.sort(key=lambda row: (not row.attributed, row.team, row.mode, row.rule))
-    return Savings(found, exact(saved), exact(would_save))
+    return Savings(found, ledger.saved_usd, ledger.would_save_usd)
