@@ -72,6 +72,22 @@ def retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+def permitted(call: CallRecord, target: Route, policy: EgressPolicy
+              ) -> tuple[bool, PolicyBreach | None]:
+    """Whether ``call`` may go to ``target`` instead of its own route: the key's model lists
+    allow it and the egress policy enforces no breach there; and the breach it makes there
+    (alerted on, not enforced), if any. Fallback and routing rules pass over a target that
+    is not."""
+    try:
+        check_allowed(call.key, target.provider_name, target.served_model)
+    except ModelNotAllowed:
+        return False, None
+    breach = policy.judge(repo=call.repo, team=call.key.team, user=call.key.user,
+                          provider=target.provider_name, model=target.served_model,
+                          today=call.received_at.date())
+    return breach is None or not breach.enforced, breach
+
+
 def upstream_post(session: aiohttp.ClientSession, route: Route, body: bytes,
                   scope: dict[str, Any], headers: dict[str, str]
                   ) -> Awaitable[aiohttp.ClientResponse]:
@@ -255,14 +271,8 @@ class Fallback:
         the call (``Untranslatable``) is passed over."""
         yield route, body, None
         for target in route.alias.after(route):
-            try:
-                check_allowed(call.key, target.provider_name, target.served_model)
-            except ModelNotAllowed:
-                continue
-            breach = self._policy.judge(repo=call.repo, team=call.key.team, user=call.key.user,
-                                        provider=target.provider_name, model=target.served_model,
-                                        today=call.received_at.date())
-            if breach is not None and breach.enforced:
+            allowed, breach = permitted(call, target, self._policy)
+            if not allowed:
                 continue
             try:
                 target_body = self._body_for(call, target, payload)

@@ -30,19 +30,18 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from fnmatch import translate
 from typing import Any
 
 from meterline.policy.rules import EgressPolicy
-from meterline.schemas import ProviderSettings, Routing, RoutingRule, RuleMatch, Settings
+from meterline.schemas import Routing, RoutingRule, RuleMatch, Settings
 
 from .attribution import tool_from_user_agent
-from .auth import check_allowed
 from .call import CallRecord
-from .errors import ModelNotAllowed
 from .estimate import request_chars, tokens_for
+from .fallback import permitted
 from .routing import Route, Router
+from .translate import crosses_shape
 
 #: Content part types that carry an image: OpenAI chat, Anthropic, OpenAI responses.
 _IMAGE_PARTS = frozenset({"image_url", "image", "input_image"})
@@ -138,11 +137,6 @@ def compile_match(match: RuleMatch) -> tuple[Check, ...]:
     return tuple(checks)
 
 
-def _speaks(provider: ProviderSettings, anthropic_style: bool) -> bool:
-    """Whether a provider serves calls of this API shape (``simulated`` serves both)."""
-    return provider.kind == "simulated" or (provider.kind == "anthropic") == anthropic_style
-
-
 class _Rule:
     """A compiled rule: its checks, and its target for each API style."""
 
@@ -164,7 +158,8 @@ class _Rule:
             fixed = {}
         #: Per API style: the fixed route, None for the alias, absent when it cannot serve it.
         self.routes: dict[bool, Route | None] = {
-            style: fixed.get(style) for style in (False, True) if _speaks(provider, style)}
+            style: fixed.get(style) for style in (False, True)
+            if not crosses_shape(provider.kind, style)}
 
     def matches(self, facts: CallFacts) -> bool:
         return all(check(facts) for check in self.checks)
@@ -224,17 +219,6 @@ class RuleBook:
         facts = CallFacts(tool=tool_from_user_agent(call.user_agent), repo=call.repo,
                           team=call.key.team, model=call.requested_model,
                           request_bytes=call.request_bytes, payload=call.payload)
-        today = call.received_at.date()
         new, call.routing = self.decide(facts, anthropic_style, call.request_id, route,
-                                        lambda target: self._permits(call, target, today))
+                                        lambda target: permitted(call, target, self._policy)[0])
         return new
-
-    def _permits(self, call: CallRecord, target: Route, today: date) -> bool:
-        try:
-            check_allowed(call.key, target.provider_name, target.served_model)
-        except ModelNotAllowed:
-            return False
-        breach = self._policy.judge(repo=call.repo, team=call.key.team, user=call.key.user,
-                                    provider=target.provider_name, model=target.served_model,
-                                    today=today)
-        return breach is None or not breach.enforced
