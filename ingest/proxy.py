@@ -59,7 +59,7 @@ from .errors import GatewayError, Unauthenticated, UpstreamTimeout, UpstreamUnav
 from .fallback import Fallback, upstream_post
 from .metrics import GatewayMetrics
 from .model_list import merged_list
-from .relay import Receive, Send, UsageChunkFilter, relay
+from .relay import Receive, Send, UsageChunkFilter, read_whole, relay
 from .request import (
     ask_for_stream_usage,
     parse_json_object,
@@ -237,14 +237,7 @@ class Proxy:
         await self._whole(call, upstream, send)
 
     async def _whole(self, call: CallRecord, upstream: aiohttp.ClientResponse, send: Send) -> None:
-        try:
-            with upstream_errors(call.provider, mid_response=True):
-                data = await upstream.read()
-        finally:
-            upstream.release()
-        call.first_byte_at = datetime.now(UTC)
-        call.response_hash.update(data)
-        call.response_bytes = len(data)
+        data = await read_whole(call, upstream, call.provider)
         await send({"type": "http.response.start", "status": upstream.status,
                     "headers": response_headers(upstream.raw_headers, call.request_id,
                                                             len(data))})

@@ -310,3 +310,17 @@ async def relay(call: CallRecord, upstream: aiohttp.ClientResponse, headers: lis
         watcher.cancel()
         if not upstream.closed:
             upstream.close()  # unread bytes left: this connection cannot be reused
+
+
+async def read_whole(call: CallRecord, upstream: aiohttp.ClientResponse, provider: str) -> bytes:
+    """A whole (not streamed) answer from ``upstream``, recorded on ``call`` as ``relay``
+    records a stream's: first byte time, the answer's hash and size."""
+    try:
+        with upstream_errors(provider, mid_response=True):
+            data = await upstream.read()
+    finally:
+        upstream.release()
+    call.first_byte_at = datetime.now(UTC)
+    call.response_hash.update(data)
+    call.response_bytes = len(data)
+    return data

@@ -15,7 +15,6 @@ caller's error format. An answer the caller's shape cannot carry becomes a
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -24,8 +23,8 @@ import orjson
 from meterline.schemas import Outcome, Usage
 
 from ..call import CallRecord
-from ..errors import UntranslatableAnswer, upstream_errors
-from ..relay import Receive, Send, relay
+from ..errors import UntranslatableAnswer
+from ..relay import Receive, Send, read_whole, relay
 from ..usage import FREE, StreamUsageTracker, usage_from_body
 from . import upstream_surface
 from .responses import completion_to_message, error_body, message_to_completion
@@ -62,11 +61,7 @@ async def serve(call: CallRecord, route: Route, upstream: aiohttp.ClientResponse
                usage=tracker.result(call.payload), error_class=end.error_class,
                served_model=tracker.model)
         return
-    try:
-        with upstream_errors(route.provider_name, mid_response=True):
-            raw = await upstream.read()
-    finally:
-        upstream.release()
+    raw = await read_whole(call, upstream, route.provider_name)  # the provider's answer
     status = upstream.status
     try:
         parsed: Any = orjson.loads(raw)
@@ -85,9 +80,6 @@ async def serve(call: CallRecord, route: Route, upstream: aiohttp.ClientResponse
             exc.request_id = call.request_id
             status, error_class = exc.status, exc.error_class
             data = exc.render("anthropic" if route.anthropic_style else "openai")
-    call.first_byte_at = datetime.now(UTC)
-    call.response_hash.update(raw)  # the provider's answer, as ``relay`` hashes a stream's
-    call.response_bytes = len(raw)
     await send({"type": "http.response.start", "status": status, "headers": headers(len(data))})
     await send({"type": "http.response.body", "body": data})
     finish(call, status=status, outcome="ok" if status < 400 else "upstream_error", usage=usage,
