@@ -33,7 +33,7 @@ from typing import Any
 
 from meterline.schemas import Envelope, Usage
 
-from .price_book import PriceBook, quote_call
+from .price_book import PriceBook
 
 ZERO = Decimal(0)
 
@@ -68,20 +68,12 @@ def priced_routing(book: PriceBook, usage: Usage, at: datetime, actual: Decimal,
     return fields
 
 
-def routing_fields(envelope: Envelope, book: PriceBook, actual: Decimal | None = None
-                   ) -> Mapping[str, Any]:
-    """The event's routing columns for ``envelope``: ``NO_ROUTING`` when no rule matched.
-
-    ``actual`` is the call's own cost when the caller has priced it already
-    (``event_row``); otherwise it is priced here as ``quote_call`` prices a call.
-    """
+def routing_fields(envelope: Envelope, book: PriceBook, actual: Decimal) -> Mapping[str, Any]:
+    """The event's routing columns for ``envelope``, whose call cost ``actual``
+    (``event_row`` has priced it): ``NO_ROUTING`` when no rule matched."""
     routing = envelope.routing
     if routing is None:
         return NO_ROUTING
-    if actual is None:
-        quote = quote_call(book, envelope.provider, envelope.served_model,
-                           envelope.requested_model, envelope.usage, envelope.received_at)
-        actual = ZERO if quote is None else quote.cost_usd
     return priced_routing(book, envelope.usage, envelope.received_at, actual,
                           rule=routing.rule, from_provider=routing.from_provider,
                           from_model=routing.from_model, shadow_rule=routing.shadow_rule,

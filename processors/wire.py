@@ -38,6 +38,7 @@ from meterline.schemas import Envelope
 
 __all__ = ["decode_envelope", "wire_struct"]
 
+#: Each bound's class, and the name of its value: its attribute, and msgspec.Meta's argument.
 _BOUNDS = {annotated_types.Ge: "ge", annotated_types.Le: "le", annotated_types.Gt: "gt",
            annotated_types.Lt: "lt", annotated_types.MinLen: "min_length",
            annotated_types.MaxLen: "max_length"}
@@ -55,7 +56,8 @@ def wire_struct(model: type[BaseModel]) -> type[msgspec.Struct]:
         if info.alias is not None and info.alias != name:
             raise TypeError(f"{model.__name__}.{name}: an alias msgspec would not read")
         kind = _plain(info.annotation, model)
-        bounds = {_BOUNDS[type(m)]: _bound(m) for m in info.metadata if type(m) in _BOUNDS}
+        bounds = {_BOUNDS[type(m)]: getattr(m, _BOUNDS[type(m)]) for m in info.metadata
+                  if type(m) in _BOUNDS}
         if len(bounds) != len(info.metadata):
             raise TypeError(f"{model.__name__}.{name}: a constraint msgspec cannot check")
         if bounds:
@@ -75,13 +77,6 @@ def wire_struct(model: type[BaseModel]) -> type[msgspec.Struct]:
                              frozen=bool(model.model_config.get("frozen")),
                              forbid_unknown_fields=model.model_config.get("extra") == "forbid",
                              kw_only=True)
-
-
-def _bound(meta: Any) -> Any:
-    for attribute in ("ge", "le", "gt", "lt", "min_length", "max_length"):
-        if hasattr(meta, attribute):
-            return getattr(meta, attribute)
-    raise TypeError(f"unknown bound {meta!r}")
 
 
 _STRUCTS: dict[type[BaseModel], type[msgspec.Struct]] = {}

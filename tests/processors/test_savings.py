@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 from meterline.processors import Directory, PriceBook
 from meterline.processors.enrich import enrich, event_row
@@ -35,12 +36,17 @@ def envelope(served: str = "big-model", routing: Routing | None = None,
 
 
 ENFORCED = Routing(rule="small-for-docs", from_provider="openai", from_model="big-model")
+def routed(envelope: Envelope) -> dict[str, Any]:
+    """The event row's columns for ``envelope``, routing ones included, as the worker makes it."""
+    return event_row(envelope, Directory(SETTINGS), book())
+
+
 SHADOWED = Routing(from_provider="openai", from_model="big-model", shadow_rule="try-tiny",
                    shadow_provider="openai", shadow_model="tiny-model")
 
 
 def test_a_call_no_rule_touched_leaves_its_routing_columns_to_the_store() -> None:
-    fields = routing_fields(envelope(), book())
+    fields = routing_fields(envelope(), book(), Decimal("14"))
     assert fields is NO_ROUTING and not fields
     event = enrich(envelope(), Directory(SETTINGS), book())
     assert (event.routing_mode, event.routing_rule, event.shadow_rule) == ("", "", "")
@@ -69,7 +75,7 @@ def test_a_shadow_rule_prices_its_target_and_changes_nothing() -> None:
 def test_enforce_and_shadow_on_one_call_are_priced_each() -> None:
     both = ENFORCED.model_copy(update={"shadow_rule": "try-tiny", "shadow_provider": "openai",
                                        "shadow_model": "tiny-model"})
-    fields = routing_fields(envelope("small-model", both), book())
+    fields = routed(envelope("small-model", both))
     assert (fields["counterfactual_cost_usd"], fields["shadow_cost_usd"]) == (Decimal("14"),
                                                                                Decimal("0.7"))
     assert fields["routing_mode"] == "enforce"
@@ -77,14 +83,14 @@ def test_enforce_and_shadow_on_one_call_are_priced_each() -> None:
 
 def test_a_target_nothing_prices_claims_no_saving() -> None:
     unknown = ENFORCED.model_copy(update={"from_model": "nobody-prices-this"})
-    fields = routing_fields(envelope("small-model", unknown), book())
+    fields = routed(envelope("small-model", unknown))
     assert fields["counterfactual_cost_usd"] == Decimal("1.4")  # the call's own cost
     shadow = SHADOWED.model_copy(update={"shadow_model": "nobody-prices-this"})
-    assert routing_fields(envelope("big-model", shadow), book())["shadow_cost_usd"] == 14
+    assert routed(envelope("big-model", shadow))["shadow_cost_usd"] == 14
 
 
 def test_a_call_without_usage_saves_nothing() -> None:
-    fields = routing_fields(envelope("small-model", ENFORCED, Usage(source="missing")), book())
+    fields = routed(envelope("small-model", ENFORCED, Usage(source="missing")))
     assert (fields["counterfactual_cost_usd"], fields["shadow_cost_usd"]) == (0, 0)
 
 
