@@ -6,8 +6,9 @@ last marker says ``"ttl": "1h"``) and as a cache read on a repeat. Streams
 report usage as Anthropic does: input and cache counts in ``message_start``,
 the cumulative output count in ``message_delta``. Handlers answer the response
 and the usage billed for it (``None`` when nothing is billed: a refused call,
-count_tokens), whatever the client was shown. A request that offers tools is
-answered with a ``tool_use`` block calling one (``tools``), whole or streamed.
+count_tokens), whatever the client was shown. A request whose ``tool_choice``
+asks for a tool is answered with a ``tool_use`` block calling one (``tools``),
+whole or streamed.
 """
 
 from __future__ import annotations
@@ -74,9 +75,7 @@ def _deltas(call: ToolCall | None, text: str) -> list[dict[str, Any]]:
     if call is None:
         return [{"type": "text_delta", "text": (" " if i else "") + word}
                 for i, word in enumerate(text.split(" "))]
-    half = len(call.arguments) // 2
-    return [{"type": "input_json_delta", "partial_json": piece}
-            for piece in (call.arguments[:half], call.arguments[half:])]
+    return [{"type": "input_json_delta", "partial_json": piece} for piece in call.pieces]
 
 
 #: What a handler answers: the response, and the usage billed for it (None: nothing billed).

@@ -6,8 +6,9 @@ billed even when ``x-sim-no-usage`` hides it from the client or a stream is
 cut. Streams report usage the way OpenAI does: chat completions only when
 ``stream_options.include_usage`` is set (then every chunk carries
 ``"usage":null`` and a last chunk with empty ``choices`` carries the counts),
-the Responses API always, in ``response.completed``. A chat request that
-offers tools is answered with a call to one (``tools``), whole or streamed.
+the Responses API always, in ``response.completed``. A chat request whose
+``tool_choice`` asks for a tool is answered with a call to one (``tools``),
+whole or streamed.
 """
 
 from __future__ import annotations
@@ -108,12 +109,11 @@ def chat(body: dict[str, Any], knobs: Knobs, cache: PromptCache) -> Served:
     deltas: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
     deltas += [{"content": (" " if i else "") + word} for i, word in enumerate(text.split(" "))]
     if call:  # the name first, then the arguments in two pieces
-        half = len(call.arguments) // 2
         deltas = [{"role": "assistant", "content": None, "tool_calls": [{
             "index": 0, "id": ident("call_", prompt), "type": "function",
             "function": {"name": call.name, "arguments": ""}}]}]
         deltas += [{"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
-                   for piece in (call.arguments[:half], call.arguments[half:])]
+                   for piece in call.pieces]
     events = [sse_event(None, encode({**base, "choices": [{"index": 0, "delta": delta,
                                                           "finish_reason": None}], **tail}))
               for delta in deltas]

@@ -32,6 +32,12 @@ class ToolCall:
     arguments: str  # the input, as JSON text
 
     @property
+    def pieces(self) -> tuple[str, str]:
+        """The arguments in two pieces, as a stream delivers them."""
+        half = len(self.arguments) // 2
+        return self.arguments[:half], self.arguments[half:]
+
+    @property
     def input(self) -> dict[str, Any]:
         parsed: dict[str, Any] = orjson.loads(self.arguments)
         return parsed
