@@ -53,8 +53,9 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 _USAGE_CHUNK_MEMBERS = frozenset({"id", "object", "created", "model", "system_fingerprint",
                                   "service_tier", "obfuscation", "choices", "usage"})
 
-#: An event is at most this long; past it the filter stops filtering (see ``EventSplitter``).
-_MAX_EVENT_BYTES = 8 << 20
+#: An event is at most this long; past it a rewriter (the usage filter, a stream
+#: translator) stops rewriting and passes the rest through (see ``EventSplitter``).
+MAX_EVENT_BYTES = 8 << 20
 
 
 class UsageChunkFilter:
@@ -93,7 +94,7 @@ class UsageChunkFilter:
 
     def __init__(self, tracker: StreamUsageTracker) -> None:
         self._tracker = tracker
-        self._events = EventSplitter(_MAX_EVENT_BYTES)
+        self._events = EventSplitter(MAX_EVENT_BYTES)
 
     def feed(self, chunk: bytes) -> bytes:
         if self._events.overflow:

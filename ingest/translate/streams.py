@@ -36,15 +36,13 @@ from typing import Any
 
 import orjson
 
+from ..relay import MAX_EVENT_BYTES
 from ..sse import EventSplitter, data_of
 from ..usage import StreamUsageTracker
 from .responses import anthropic_error, finish_reason, openai_error, stop_reason
 from .usage import anthropic_usage, openai_usage
 
 Json = dict[str, Any]
-
-#: A single event is at most this long; past it the stream passes through as it is.
-_MAX_EVENT_BYTES = 8 << 20
 
 _DONE = b"data: [DONE]\n\n"
 
@@ -62,7 +60,7 @@ class _Translator:
 
     def __init__(self, tracker: StreamUsageTracker) -> None:
         self._tracker = tracker
-        self._events = EventSplitter(_MAX_EVENT_BYTES)
+        self._events = EventSplitter(MAX_EVENT_BYTES)
 
     def feed(self, chunk: bytes) -> bytes:
         if self._events.overflow:
