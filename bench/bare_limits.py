@@ -6,7 +6,8 @@
   with no Python work per message beyond the produce call.
 - ``bare_clickhouse_insert``: the same event rows the worker writes,
   inserted as JSONEachRow in the sink's batch size into a chdb database built
-  by the real migrations (rollup views included): what ClickHouse alone
+  by the real migrations (rollup views included), through the store's own
+  ``connect`` and with the writer's ``INSERT_SETTINGS``: what ClickHouse alone
   allows, with no Kafka, no dedupe lookup and no Python per row.
 
 The pipeline's sustained rate divided by the slower of the two is the ratio
@@ -25,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from meterline.kafka import create_topics
 from meterline.schemas import ClickHouseSettings
 from meterline.sinks import connect, migrate
+from meterline.sinks.writer import INSERT_SETTINGS
 
 BATCH = 5000
 
@@ -84,8 +86,7 @@ def bare_clickhouse_insert(rows: list[bytes], batch_size: int) -> float:
         started = time.monotonic()
         for start in range(0, len(rows), batch_size):
             client.raw_insert(table, insert_block=b"\n".join(rows[start:start + batch_size]),
-                              fmt="JSONEachRow",
-                              settings={"date_time_input_format": "best_effort"})
+                              fmt="JSONEachRow", settings=INSERT_SETTINGS)
         elapsed = time.monotonic() - started
         client.close()
     return len(rows) / elapsed

