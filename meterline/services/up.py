@@ -208,7 +208,7 @@ def _start_roles(settings: Settings, supervisor: Supervisor, print_: TextPrinter
         print_(f"credentials {Path(settings.data_dir) / 'store'}/{{read,operator}}.token "
                "(this run's store tokens, 0600; docs/security.md)")
     supervisor.start("worker", role_argv("worker"))
-    print_("processors  faust worker: envelopes → priced events")
+    print_("processors  worker (a confluent-kafka batch loop): envelopes → priced events")
     if settings.anomalies.enabled or settings.egress.sensitive.mode != "off":
         supervisor.start("detector", role_argv("detector"))
         print_("detectors   faust worker: events → anomalies (Slack via the store), "

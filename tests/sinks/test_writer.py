@@ -9,7 +9,8 @@ import orjson
 import pytest
 
 from meterline.processors.enrich import encode_event_row
-from meterline.sinks import EventWriter, reconcile, repair_recent, repair_rollups
+from meterline.schemas import ClickHouseSettings
+from meterline.sinks import EventWriter, connect, reconcile, repair_recent, repair_rollups
 from tests.sinks.events import START, event_messages, make_envelopes
 
 pytestmark = pytest.mark.store
@@ -98,3 +99,19 @@ def test_costs_in_exponent_form_are_stored_exactly(clickhouse: tuple[Any, str]) 
     assert {Decimal(cost) for _, cost in stored} == set(costs)
     assert Decimal(client.query(f"SELECT toString(sum(cost_usd)) FROM {database}.events"
                                 ).result_rows[0][0]) == sum(costs)
+
+
+def test_the_embedded_writer_parses_on_one_thread_and_the_reader_is_untouched(
+        clickhouse: tuple[Any, str], chdb_settings: ClickHouseSettings) -> None:
+    """The in-process engine shares the machine's cores with the pipeline: its writing
+    sessions parse inserts on one thread (``client.writer_settings``); a read-only
+    session keeps the engine's default, and either way the rows and the rollup agree."""
+    client, database = clickhouse
+    setting = "SELECT getSetting('input_format_parallel_parsing')"
+    assert client.raw_query(setting, fmt="TabSeparated").strip() == b"false"
+    reader = connect(chdb_settings, readonly=True)
+    assert reader.raw_query(setting, fmt="TabSeparated").strip() == b"true"
+    messages = event_messages(make_envelopes(500, seed=6))
+    assert EventWriter(client, database).write(messages) == 500
+    books = reconcile(client, database)
+    assert books.balanced() and books.rollups["spend_hourly"].requests == 500
