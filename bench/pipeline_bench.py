@@ -206,19 +206,15 @@ def drain_with_memory(store_url: str, target: int, warm: int, backlog: int,
 PAUSE_MAX_BACKLOG = 300_000
 
 
-def hold_workers(workers: list[Role], backlog: int) -> None:
-    """Pause (short backlog) or stop (long one) the workers while the backlog is produced."""
+def hold_workers(workers: list[Role], backlog: int, *, held: bool = True) -> None:
+    """Hold the workers while the backlog is produced (``held``), or let them go again:
+    paused and resumed for a short backlog, stopped and restarted for a long one."""
+    pause = backlog <= PAUSE_MAX_BACKLOG
     for role in workers:
-        if backlog <= PAUSE_MAX_BACKLOG:
-            os.kill(_pid(role.process), signal.SIGSTOP)
-        else:
+        if pause:
+            os.kill(_pid(role.process), signal.SIGSTOP if held else signal.SIGCONT)
+        elif held:
             role.stop()
-
-
-def release_workers(workers: list[Role], backlog: int) -> None:
-    for role in workers:
-        if backlog <= PAUSE_MAX_BACKLOG:
-            os.kill(_pid(role.process), signal.SIGCONT)
         else:
             role.start()
 
@@ -277,7 +273,7 @@ def run(args: argparse.Namespace) -> None:
         source.produce(args.backlog)
         source.flush()
         produce_s = time.monotonic() - start
-        release_workers(roles[1:], args.backlog)
+        hold_workers(roles[1:], args.backlog, held=False)
         # CPU is counted from the first backlog row on: a restarted worker's start-up
         # (imports, price book, group join) is not per-envelope work
         wait_until(lambda: count_rows(store_url) > warm, 120, 0.05, message="first drained row")
