@@ -2,8 +2,8 @@
 
 ``MessagesToChunks`` turns an Anthropic messages stream into chat completion
 chunks, ``ChunksToMessages`` the reverse. Both plug into ``relay`` in place of
-its usage filter: ``feed`` takes upstream bytes and returns the client's,
-``flush`` the rest at a clean end. Each upstream event goes to the usage
+its usage filter, and cut events as it does (``relay.EventRewriter``): ``feed``
+takes upstream bytes and returns the client's, ``flush`` the rest at a clean end. Each upstream event goes to the usage
 tracker first, as the upstream sent it, so the envelope's usage is what the
 serving provider reported, in its own shape. Nothing is held back: each event
 is translated as soon as it is whole.
@@ -36,8 +36,8 @@ from typing import Any
 
 import orjson
 
-from ..relay import MAX_EVENT_BYTES
-from ..sse import EventSplitter, data_of
+from ..relay import EventRewriter, json_object
+from ..sse import data_of
 from ..usage import StreamUsageTracker
 from .responses import anthropic_error, finish_reason, openai_error, stop_reason
 from .usage import anthropic_usage, openai_usage
@@ -55,39 +55,22 @@ def _named_event(name: str, data: Json) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class _Translator:
-    """Cuts the upstream stream into events, feeds each to the tracker, translates it."""
-
-    def __init__(self, tracker: StreamUsageTracker) -> None:
-        self._tracker = tracker
-        self._events = EventSplitter(MAX_EVENT_BYTES)
-
-    def feed(self, chunk: bytes) -> bytes:
-        if self._events.overflow:
-            return chunk
-        out = [self._translate(event) for event, _ in self._events.feed(chunk)]
-        if self._events.overflow:  # not an event stream: the rest goes through untouched
-            out.append(self._events.rest())
-        return b"".join(out)
+class _Translator(EventRewriter):
+    """Feeds each upstream event to the tracker and translates it (the client's own
+    event endings are written by ``_on``: the upstream's are dropped)."""
 
     def flush(self) -> bytes:
         """The last event if it had no blank line after it, and any closing events."""
         rest = self._events.rest()
-        return (self._translate(rest) if rest.strip() else b"") + b"".join(self._end())
+        return (self._rewrite(rest, b"") if rest.strip() else b"") + b"".join(self._end())
 
-    def _translate(self, event: bytes) -> bytes:
-        data = data_of(event)
-        parsed: Any = None
-        if data is not None and data != b"[DONE]":
-            try:
-                parsed = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                parsed = None
-        if isinstance(parsed, dict):
-            self._tracker.observe_parsed(event, parsed)
-            return b"".join(self._on(parsed))
+    def _rewrite(self, event: bytes, end: bytes) -> bytes:
+        parsed = json_object(event)
+        if parsed is not None:
+            self._tracker.observe_parsed(event, parsed[1])
+            return b"".join(self._on(parsed[1]))
         self._tracker.observe(event)
-        return b"".join(self._end()) if data == b"[DONE]" else b""
+        return b"".join(self._end()) if data_of(event) == b"[DONE]" else b""
 
     def _on(self, data: Json) -> list[bytes]:
         raise NotImplementedError
