@@ -117,13 +117,23 @@ def usage_of(row: dict[str, str]) -> Usage:
 
 def assert_served(row: dict[str, str], provider: str, model: str, stream: bool) -> Decimal:
     """The event names what served it and costs that model's price for its usage."""
-    assert (row["surface"], row["provider"], row["served_model"], row["status"],
-            row["outcome"], row["stream"]) == (row["surface"], provider, model, "200", "ok",
-                                               str(stream).lower()), row
+    assert (row["provider"], row["served_model"], row["status"], row["outcome"],
+            row["stream"]) == (provider, model, "200", "ok", str(stream).lower()), row
     at = datetime.fromisoformat(row["received_at"]).replace(tzinfo=UTC)
     quote = PriceBook([], KINDS).quote(provider, model, usage_of(row), at)
     assert quote is not None and Decimal(row["cost_usd"]) == quote.cost_usd > 0, row
     return quote.cost_usd
+
+
+def assert_four_served(cross: CrossShape, ids: list[str], surface: str, provider: str,
+                       model: str) -> tuple[dict[str, dict[str, str]], list[Decimal]]:
+    """The events of four calls (``ids``: two whole, then two streamed), each on
+    ``surface`` and served by ``model``; with each one's cost."""
+    rows = cross.events(*ids)
+    costs = [assert_served(rows[request_id], provider, model, stream)
+             for request_id, stream in zip(ids, (False, False, True, True), strict=True)]
+    assert {rows[request_id]["surface"] for request_id in ids} == {surface}
+    return rows, costs
 
 
 def billed_since(before: dict[str, tuple[int, Decimal]], after: dict[str, tuple[int, Decimal]],
@@ -195,10 +205,7 @@ def test_openai_sdk_served_by_an_anthropic_model(cross: CrossShape) -> None:
 
     ids = [called.headers[REQUEST_ID], answered.headers[REQUEST_ID], streamed_id,
            tool_stream_id]
-    rows = cross.events(*ids)
-    costs = [assert_served(rows[request_id], "anthropic", "claude-sonnet-4-5", stream)
-             for request_id, stream in zip(ids, (False, False, True, True), strict=True)]
-    assert {rows[request_id]["surface"] for request_id in ids} == {"openai.chat"}
+    rows, costs = assert_four_served(cross, ids, "openai.chat", "anthropic", "claude-sonnet-4-5")
     tool_row = rows[called.headers[REQUEST_ID]]
     assert (int(tool_row["input_tokens"]), int(tool_row["output_tokens"])) == (
         direct.usage.input_tokens, direct.usage.output_tokens)
@@ -261,10 +268,7 @@ def test_anthropic_sdk_served_by_an_openai_model(cross: CrossShape) -> None:
 
     ids = [called.headers[REQUEST_ID], answered.headers[REQUEST_ID], streamed_id,
            tool_stream_id]
-    rows = cross.events(*ids)
-    costs = [assert_served(rows[request_id], "openai", "gpt-4o-mini", stream)
-             for request_id, stream in zip(ids, (False, False, True, True), strict=True)]
-    assert {rows[request_id]["surface"] for request_id in ids} == {"anthropic.messages"}
+    rows, costs = assert_four_served(cross, ids, "anthropic.messages", "openai", "gpt-4o-mini")
     streamed_row = rows[streamed_id]
     assert (int(streamed_row["input_tokens"]), int(streamed_row["output_tokens"])) == (
         streamed.usage.input_tokens, streamed.usage.output_tokens)
