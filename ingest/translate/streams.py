@@ -3,10 +3,10 @@
 ``MessagesToChunks`` turns an Anthropic messages stream into chat completion
 chunks, ``ChunksToMessages`` the reverse. Both plug into ``relay`` in place of
 its usage filter, and cut events as it does (``relay.EventRewriter``): ``feed``
-takes upstream bytes and returns the client's, ``flush`` the rest at a clean end. Each upstream event goes to the usage
-tracker first, as the upstream sent it, so the envelope's usage is what the
-serving provider reported, in its own shape. Nothing is held back: each event
-is translated as soon as it is whole.
+takes upstream bytes and returns the client's, ``flush`` the rest at a clean end.
+Each upstream event goes to the usage tracker first, as the upstream sent it,
+so the envelope's usage is what the serving provider reported, in its own
+shape. Nothing is held back: each event is translated as soon as it is whole.
 
 Anthropic to OpenAI:
 
